@@ -1,0 +1,1 @@
+"""The FastAPI service: routes, auth and roles, and (later) alerts and delivery."""

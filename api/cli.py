@@ -1,0 +1,206 @@
+"""The `lookout` command: serve, migrate, unit add, user add, import."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import secrets
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from config.errors import LookoutError
+from config.logging import setup_logging
+from config.settings import Settings, load_settings
+
+log = logging.getLogger("lookout.cli")
+
+
+def _services(settings: Settings, redis_url: str | None = None):  # type: ignore[no-untyped-def]
+    from api.migrate import upgrade
+    from api.services import build_services
+
+    services = build_services(settings, redis_url)
+    upgrade(services.engine)
+    return services
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from config.redis_server import EmbeddedRedis
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    embedded = None
+    redis_url = settings.redis_url
+    if redis_url is None:
+        embedded = EmbeddedRedis(settings.data_dir / "redis")
+        redis_url = embedded.start()
+    try:
+        services = _services(settings, redis_url)
+        if args.demo:
+            from api import demo
+
+            with services.sessions() as session:
+                county = demo.seed(session, services.registry)
+                token = demo.demo_admin_token(session, county, timedelta(hours=settings.token_ttl_hours))
+                session.commit()
+            print(f"Lookout demo at http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+            print(f"Admin token (Authorization: Bearer ...): {token}", flush=True)
+        app = create_app(services)
+        log.info("serving", extra={"host": host, "port": port, "database": services.engine.url.get_backend_name()})
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        services.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    _services(settings).close()
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_unit_add(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest import audit
+    from ingest.units import create_unit, unit_by_code
+
+    services = _services(settings)
+    with services.sessions() as session:
+        parent_id = None
+        if args.parent:
+            parent = unit_by_code(session, args.parent)
+            if parent is None:
+                raise LookoutError(f"no unit with code {args.parent}", field="parent")
+            parent_id = parent.id
+        unit = create_unit(session, name=args.name, code=args.code, parent_id=parent_id, scope=None)
+        audit.record(session, "cli", "unit.create", "unit", unit.id, unit.id, None, unit.snapshot())
+        session.commit()
+        print(f"unit {unit.id} {unit.code} {unit.name}")
+    services.close()
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from api.auth import Role, User, hash_password, issue_token
+    from ingest import audit
+    from ingest.units import unit_by_code
+
+    services = _services(settings)
+    password = args.password
+    generated = False
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.username}: ")
+        else:
+            password, generated = secrets.token_urlsafe(12), True
+    if len(password) < 8:
+        raise LookoutError("password must be at least 8 characters", field="password")
+    with services.sessions() as session:
+        unit = unit_by_code(session, args.unit)
+        if unit is None:
+            raise LookoutError(f"no unit with code {args.unit}; create it with `lookout unit add`", field="unit")
+        if session.scalar(select(User.id).where(User.username == args.username)) is not None:
+            raise LookoutError(f"username {args.username} is taken", field="username")
+        user = User(username=args.username, role=Role(args.role).value, unit_id=unit.id,
+                    display_name=args.display_name, password_hash=hash_password(password))
+        session.add(user)
+        session.flush()
+        audit.record(session, "cli", "user.create", "user", user.id, unit.id, None, user.snapshot())
+        token, _ = issue_token(session, user, timedelta(hours=settings.token_ttl_hours), "cli")
+        session.commit()
+    services.close()
+    print(f"user {args.username} ({args.role}) at unit {args.unit}")
+    if generated:
+        print(f"password: {password}")
+    print(f"token: {token}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from ingest.csv_import import CameraImporter
+
+    services = _services(settings)
+    data = Path(args.file).read_bytes()
+    bars: dict[str, tqdm] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        bar = bars.get(phase)
+        if bar is None:
+            bar = bars[phase] = tqdm(total=total, desc=phase, unit="row", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    with services.sessions() as session:
+        report = CameraImporter(services.registry, session, None, f"cli:{args.actor}", progress).run(
+            data, dry_run=args.dry_run
+        )
+        if not args.dry_run:
+            session.commit()
+    for bar in bars.values():
+        bar.close()
+    if not args.dry_run and (report.created or report.updated):
+        services.registry.feed.publish("bulk")
+    services.close()
+    for error in report.errors:
+        print(f"line {error.line}: {error.message}")
+    verb = "would create" if args.dry_run else "created"
+    print(
+        f"{report.rows} rows ({report.encoding}): {verb} {report.created}, updated {report.updated}, "
+        f"unchanged {report.unchanged}, {len(report.errors)} bad rows"
+    )
+    return 1 if report.errors else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="lookout", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API (with an embedded Redis unless LOOKOUT_REDIS_URL is set)")
+    serve.add_argument("--demo", action="store_true", help="seed a demo county and print an admin token")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=cmd_serve)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
+    unit = sub.add_parser("unit", help="manage units").add_subparsers(dest="action", required=True)
+    unit_add = unit.add_parser("add", help="add a unit (a root when --parent is not given)")
+    unit_add.add_argument("name")
+    unit_add.add_argument("code", help="12-digit administrative code")
+    unit_add.add_argument("--parent", help="code of the parent unit")
+    unit_add.set_defaults(run=cmd_unit_add)
+    user = sub.add_parser("user", help="manage users").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", help="add a user and print a bearer token")
+    user_add.add_argument("username")
+    user_add.add_argument("--role", required=True, choices=["admin", "operator", "safety_official", "technician", "investigator"])
+    user_add.add_argument("--unit", required=True, help="code of the user's unit")
+    user_add.add_argument("--password", help="default: asked for, or generated and printed when not a terminal")
+    user_add.add_argument("--display-name")
+    user_add.set_defaults(run=cmd_user_add)
+    imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
+    imp.add_argument("--actor", default=getpass.getuser(), help="name recorded in the audit log")
+    imp.set_defaults(run=cmd_import)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        setup_logging(settings.log_level, settings.log_format)
+        return int(args.run(args, settings))
+    except LookoutError as exc:
+        print(f"lookout: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

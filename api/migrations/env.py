@@ -1,0 +1,21 @@
+"""Alembic environment: the engine comes from `api.migrate`, the tables from our modules."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import api.auth  # noqa: F401 - registers users, api_tokens
+import ingest.audit  # noqa: F401 - registers audit_log
+import ingest.cameras  # noqa: F401 - registers cameras, camera_tags
+import ingest.units  # noqa: F401 - registers units
+from config.database import Base
+
+engine = context.config.attributes["engine"]
+with engine.begin() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    context.run_migrations()

@@ -1,0 +1,117 @@
+"""`/api/v1/cameras`: the camera registry, filtered and paged, always inside the caller's scope."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from api.auth import CAMERA_WRITERS, Principal
+from api.deps import PathId, CurrentUser, ServicesDep, SessionDep, require
+from api.schemas.cameras import CameraCreate, CameraOut, CameraPage, CameraUpdate, ImportReportOut
+from config.errors import InvalidInput
+from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
+from ingest.cameras import CameraStatus
+from ingest.csv_import import CameraImporter, template
+from ingest.fields import DbId, Tag, Text
+
+router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
+Writer = Annotated[Principal, Depends(require(CAMERA_WRITERS))]
+MAX_IMPORT_BYTES = 128 * 1024 * 1024
+
+
+@router.get("", response_model=CameraPage)
+def list_cameras(
+    user: CurrentUser,
+    session: SessionDep,
+    services: ServicesDep,
+    network: Annotated[list[str], Query(description="repeat for several", max_length=32)] = [],  # noqa: B006
+    status: Annotated[list[CameraStatus], Query(max_length=4)] = [],  # noqa: B006
+    unit: Annotated[DbId | None, Query(description="unit id: cameras of its whole subtree")] = None,
+    tag: Annotated[Tag | None, Query()] = None,
+    q: Annotated[Text | None, Query(description="text in name or address, or device id prefix")] = None,
+    bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS-84)", max_length=200)] = None,
+    enabled: bool | None = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    with_total: bool = False,
+) -> dict[str, object]:
+    for name in network:
+        services.registry.check_network(name)
+    flt = CameraFilter(
+        networks=network, statuses=[s.value for s in status], unit_id=unit, tag=tag, text=q or None,
+        bbox=parse_bbox(bbox) if bbox else None, enabled=enabled,
+    )
+    after = decode_cursor(cursor) if cursor else 0
+    rows, last = services.registry.list(session, user.scope, flt, after_id=after, limit=limit)
+    return {
+        "items": [row.public() for row in rows],
+        "next_cursor": encode_cursor(last) if last is not None else None,
+        "total": services.registry.count(session, user.scope, flt) if with_total else None,
+    }
+
+
+@router.post("", response_model=CameraOut, status_code=201)
+def create_camera(body: CameraCreate, user: Writer, session: SessionDep, services: ServicesDep) -> dict[str, object]:
+    camera = services.registry.create(session, body, user.scope, user.actor)
+    session.commit()
+    services.registry.feed.publish("create", camera.id)
+    return camera.public()
+
+
+@router.get("/import/template", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+def import_template(user: CurrentUser) -> Response:
+    """The CSV template, UTF-8 with BOM so that spreadsheet programs open it correctly."""
+    return Response(
+        content="\ufeff" + template(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="lookout-cameras-template.csv"'},
+    )
+
+
+@router.post("/import", response_model=ImportReportOut)
+async def import_cameras(
+    file: UploadFile, user: Writer, services: ServicesDep, dry_run: bool = False
+) -> dict[str, object]:
+    """Upsert cameras from a CSV file (UTF-8 or GBK); bad rows are reported by line number."""
+    data = await file.read(MAX_IMPORT_BYTES + 1)
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InvalidInput(f"file larger than {MAX_IMPORT_BYTES // 2**20} MiB", field="file")
+
+    def run() -> dict[str, object]:
+        with services.sessions() as session:
+            report = CameraImporter(services.registry, session, user.scope, user.actor).run(data, dry_run=dry_run)
+            if not dry_run:
+                session.commit()
+        if not dry_run and (report.created or report.updated):
+            services.registry.feed.publish("bulk")
+        return asdict(report)
+
+    return await run_in_threadpool(run)
+
+
+@router.get("/{camera_id}", response_model=CameraOut)
+def get_camera(camera_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep) -> dict[str, object]:
+    return services.registry.get(session, camera_id, user.scope).public()
+
+
+@router.patch("/{camera_id}", response_model=CameraOut)
+def update_camera(
+    camera_id: PathId, body: CameraUpdate, user: Writer, session: SessionDep, services: ServicesDep
+) -> dict[str, object]:
+    camera = services.registry.get(session, camera_id, user.scope)
+    services.registry.update(session, camera, body, user.scope, user.actor)
+    session.commit()
+    services.registry.feed.publish("update", camera.id)
+    return camera.public()
+
+
+@router.delete("/{camera_id}", status_code=204)
+def delete_camera(camera_id: PathId, user: Writer, session: SessionDep, services: ServicesDep) -> Response:
+    camera = services.registry.get(session, camera_id, user.scope)
+    services.registry.delete(session, camera, user.actor)
+    session.commit()
+    services.registry.feed.publish("delete", camera_id)
+    return Response(status_code=204)

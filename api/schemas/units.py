@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from ingest.fields import DbId, Name, UnitCode
+
+
+class UnitCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    code: UnitCode
+    parent_id: DbId | None = None
+
+
+class UnitUpdate(BaseModel):
+    """Rename, recode, or move (give `parent_id`) a unit with its whole subtree."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    code: UnitCode | None = None
+    parent_id: DbId | None = None
+
+
+class UnitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    code: str
+    parent_id: int | None
+    depth: int
+    created_at: datetime

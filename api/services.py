@@ -1,0 +1,49 @@
+"""What one API process holds: settings, database sessions, Redis, the camera registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.database import make_engine, make_session_factory
+from config.redis_server import connect
+from config.settings import Settings
+from ingest.camera_store import CameraRegistry
+from ingest.credentials import CredentialCipher, load_or_create_key
+from ingest.registry_feed import RegistryFeed
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis | None
+    registry: CameraRegistry
+
+    def close(self) -> None:
+        if self.redis is not None:
+            self.redis.close()
+        self.engine.dispose()
+
+
+def secret_key(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return load_or_create_key(settings.data_dir / "secret.key")
+
+
+def build_services(settings: Settings, redis_url: str | None = None) -> Services:
+    """Connect to what `settings` names; `redis_url` is the embedded server's, when one runs."""
+    engine = make_engine(settings.resolved_database_url)
+    url = redis_url or settings.redis_url
+    client = connect(url) if url else None
+    registry = CameraRegistry(
+        cipher=CredentialCipher(secret_key(settings)),
+        networks=settings.networks,
+        feed=RegistryFeed(client, settings.registry_feed_maxlen),
+    )
+    return Services(settings, engine, make_session_factory(engine), client, registry)

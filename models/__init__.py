@@ -1,0 +1,1 @@
+"""Model manifests and their one-time ONNX export (lands with the detection core)."""

@@ -1,0 +1,171 @@
+"""Fixtures that start real servers: a private redis-server, a private PostgreSQL database.
+
+Storage and API tests take `services` (or `client`) and so run twice, once on SQLite and
+once on PostgreSQL (`LOOKOUT_TEST_PG`, default the machine's server on 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+import os
+
+import psycopg
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from api.app import create_app
+from api.auth import Role, User, hash_password, issue_token
+from api.migrate import upgrade
+from api.services import Services, build_services
+from config.database import Base, make_engine
+from config.redis_server import find_redis_server
+from config.settings import Settings
+from ingest.units import Unit, create_unit
+
+PG_ADMIN = os.environ.get("LOOKOUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SECRET = Fernet.generate_key().decode()
+PASSWORD = "correct horse battery"
+_PASSWORD_HASH = hash_password(PASSWORD)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for this test session, on a free port."""
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    process = subprocess.Popen(
+        [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError("private redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server, dropped at the end."""
+    name = f"lookout_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"PostgreSQL is needed for the tests ({PG_ADMIN}): {exc}") from exc
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'lookout.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def make_settings(database_url: str, redis_url: str | None, data_dir: Path) -> Settings:
+    return Settings(database_url=database_url, redis_url=redis_url, data_dir=data_dir, secret_key=SECRET)
+
+
+@pytest.fixture
+def services(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Services]:
+    svc = build_services(make_settings(database_url, redis_url, tmp_path))
+    with svc.engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(delete(table))
+    assert svc.redis is not None
+    svc.redis.flushdb()
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services)) as test_client:
+        yield test_client
+
+
+@dataclass
+class Tree:
+    """county ─┬ town_a ─┬ village_a1
+               │         └ village_a2
+               └ town_b ── village_b1"""
+
+    county: Unit
+    town_a: Unit
+    town_b: Unit
+    village_a1: Unit
+    village_a2: Unit
+    village_b1: Unit
+
+
+@pytest.fixture
+def tree(services: Services) -> Tree:
+    with services.sessions() as session:
+        county = create_unit(session, name="示范县", code="330199000000", parent_id=None, scope=None)
+        town_a = create_unit(session, name="城关镇", code="330199001000", parent_id=county.id, scope=None)
+        town_b = create_unit(session, name="河口镇", code="330199002000", parent_id=county.id, scope=None)
+        a1 = create_unit(session, name="东门村", code="330199001001", parent_id=town_a.id, scope=None)
+        a2 = create_unit(session, name="西街村", code="330199001002", parent_id=town_a.id, scope=None)
+        b1 = create_unit(session, name="河口村", code="330199002001", parent_id=town_b.id, scope=None)
+        session.commit()
+        return Tree(county, town_a, town_b, a1, a2, b1)
+
+
+@pytest.fixture
+def login(services: Services):  # type: ignore[no-untyped-def]
+    """`login(role, unit)` → headers with a bearer token for a new user of that role and unit."""
+    counter = iter(range(1_000_000))
+
+    def make(role: str, unit: Unit, username: str | None = None) -> dict[str, str]:
+        with services.sessions() as session:
+            user = User(username=username or f"{role}{next(counter)}", role=Role(role).value, unit_id=unit.id,
+                        password_hash=_PASSWORD_HASH)
+            session.add(user)
+            session.flush()
+            from datetime import timedelta
+
+            token, _ = issue_token(session, user, timedelta(hours=1))
+            session.commit()
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+def camera_body(unit: Unit, name: str = "cam", **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {"name": name, "network": "xueliang", "unit_id": unit.id}
+    body.update(extra)
+    return body

@@ -1,0 +1,54 @@
+"""`lookout serve --demo` on a bare data folder: embedded Redis, SQLite, demo county, /healthz."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--demo", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline() + process.stdout.readline()
+        token = re.search(r"(lk_[\w-]+)", banner)
+        assert token, banner
+        headers = {"Authorization": f"Bearer {token.group(1)}"}
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+        units = httpx.get(f"http://127.0.0.1:{port}/api/v1/units", headers=headers).json()
+        assert [u["depth"] for u in units].count(1) == 2 and [u["depth"] for u in units].count(2) == 4
+        cams = httpx.get(f"http://127.0.0.1:{port}/api/v1/cameras", params={"limit": 500}, headers=headers).json()
+        assert {c["network"] for c in cams["items"]} >= {"tianwang", "xueliang", "huiyan", "emergency_broadcast",
+                                                          "traffic", "urban_management", "department", "other"}
+        assert (tmp_path / "data" / "lookout.db").exists()
+        assert (tmp_path / "data" / "redis" / "redis.sock").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    assert not (tmp_path / "data" / "redis" / "redis.sock").exists()  # embedded Redis stopped with it
