@@ -1,4 +1,4 @@
-"""The `lookout` command: serve, migrate, unit add, user add, import."""
+"""The `lookout` command: serve, worker, migrate, unit add, user add, import."""
 
 from __future__ import annotations
 
@@ -57,6 +57,33 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if embedded is not None:
             embedded.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from api.migrate import upgrade
+    from config.database import make_engine, make_session_factory
+    from config.redis_server import connect
+    from ingest.worker import IngestWorker
+
+    url = settings.redis_url
+    if url is None:
+        embedded = (settings.data_dir / "redis" / "redis.sock").resolve()
+        if not embedded.exists():
+            raise LookoutError(
+                "lookout worker needs the Redis the API uses: set LOOKOUT_REDIS_URL, or start "
+                "`lookout serve` with the same data_dir first", field="redis_url")
+        url = f"unix://{embedded}"
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    worker = IngestWorker(make_session_factory(engine), connect(url),
+                          ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop_event.set())
+    worker.run()
+    engine.dispose()
     return 0
 
 
@@ -168,6 +195,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(run=cmd_serve)
+    sub.add_parser("worker", help="run an ingest worker: takes its share of the cameras through Redis leases"
+                   ).set_defaults(run=cmd_worker)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
     unit = sub.add_parser("unit", help="manage units").add_subparsers(dest="action", required=True)
     unit_add = unit.add_parser("add", help="add a unit (a root when --parent is not given)")

@@ -39,6 +39,9 @@ def secret_key(settings: Settings) -> str:
 def build_services(settings: Settings, redis_url: str | None = None) -> Services:
     """Connect to what `settings` names; `redis_url` is the embedded server's, when one runs."""
     engine = make_engine(settings.resolved_database_url)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:  # refresh planner statistics that are stale or missing
+            conn.exec_driver_sql("PRAGMA optimize=0x10002")
     url = redis_url or settings.redis_url
     client = connect(url) if url else None
     registry = CameraRegistry(

@@ -149,4 +149,4 @@ class EmbeddedRedis:
 
 def connect(url: str) -> redis.Redis:
     """A client for `url` that answers with str, not bytes."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, health_check_interval=30)
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, health_check_interval=30)

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     token_ttl_hours: int = Field(24 * 30, gt=0, le=24 * 366)
     networks: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_NETWORKS))
     registry_feed_maxlen: int = Field(100_000, gt=0)
+    worker_ttl_seconds: float = Field(
+        9.0, gt=0.5, le=300, description="a worker silent this long is dead and its cameras move"
+    )
+    worker_step_seconds: float = Field(2.0, gt=0.05, le=60, description="how often a worker renews and rebalances")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -65,4 +65,4 @@ def record(session: Session, actor: str, action: str, target_type: str, target_i
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk insert of rows made by `audit_row` (a bulk import writes one per camera)."""
     if rows:
-        session.execute(insert(AuditEntry), rows)
+        session.connection().execute(AuditEntry.__table__.insert(), rows)

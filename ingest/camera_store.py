@@ -13,11 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from config.errors import InvalidInput, NotFound
 from ingest import audit
+from ingest.camera_search import text_match
 from ingest.camera_spec import CameraPatch, CameraSpec
 from ingest.cameras import Camera, CameraTag
 from ingest.fields import DB_INT_MAX
@@ -112,8 +113,18 @@ class CameraRegistry:
             raise NotFound(f"camera {camera_id} not found", camera_id=camera_id)
         return camera
 
+    @staticmethod
+    def _scope_is_everything(session: Session, scope: str) -> bool:
+        """True when `scope` is the only root unit: then every camera is inside it by foreign
+        key, and leaving the redundant subtree test out lets the planner use better indexes."""
+        if scope.count("/") != 1:
+            return False
+        roots = session.scalars(select(Unit.path).where(Unit.parent_id.is_(None)).limit(2)).all()
+        return roots == [scope]
+
     def _filtered(self, query: Select[Any], scope: str, flt: CameraFilter, session: Session) -> Select[Any]:
-        query = query.where(Camera.unit_id.in_(subtree_ids(scope)))
+        if not self._scope_is_everything(session, scope):
+            query = query.where(Camera.unit_id.in_(subtree_ids(scope)))
         if flt.unit_id is not None:
             unit = session.get(Unit, flt.unit_id)
             if unit is None or not in_scope(unit.path, scope):
@@ -129,13 +140,7 @@ class CameraRegistry:
         if flt.tag:
             query = query.where(Camera.id.in_(select(CameraTag.camera_id).where(CameraTag.tag == flt.tag)))
         if flt.text:
-            query = query.where(
-                or_(
-                    Camera.name.icontains(flt.text, autoescape=True),
-                    Camera.address.icontains(flt.text, autoescape=True),
-                    Camera.device_id.startswith(flt.text, autoescape=True),
-                )
-            )
+            query = query.where(text_match(session, flt.text))
         if flt.bbox:
             min_lon, min_lat, max_lon, max_lat = flt.bbox
             query = query.where(

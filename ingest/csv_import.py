@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from config.database import utcnow
 from config.errors import InvalidInput
-from ingest import audit
+from ingest import audit, camera_search
 from ingest.camera_spec import CameraSpec
 from ingest.camera_store import CameraRegistry
 from ingest.cameras import Camera, CameraTag
@@ -288,6 +288,7 @@ class CameraImporter:
         updates = [p for p in plans if p.target is not None]
         total, done = len(plans), 0
         audit_rows: list[dict[str, Any]] = []
+        camera_search.pause_row_triggers(session)
         for chunk in _chunks(creates):
             rows = []
             for plan in chunk:
@@ -295,10 +296,11 @@ class CameraImporter:
                 values["credentials_sealed"] = self.registry.seal(self.registry.take_credentials(values, plan.credentials))
                 values.update(status="unknown", created_at=now, updated_at=now)
                 rows.append(values)
-            ids = session.scalars(insert(Camera).returning(Camera.id, sort_by_parameter_order=True), rows).all()
+            ids = self._insert(rows)
+            camera_search.reindex(session, ids)
             tag_rows = [{"camera_id": cid, "tag": t} for cid, plan in zip(ids, chunk) for t in plan.tags or ()]
             if tag_rows:
-                session.execute(insert(CameraTag), tag_rows)
+                session.connection().execute(CameraTag.__table__.insert(), tag_rows)
             for cid, values, plan in zip(ids, rows, chunk):
                 after = {k: v for k, v in values.items() if k != "credentials_sealed"}
                 after.update(id=cid, tags=plan.tags or [], has_credentials=values["credentials_sealed"] is not None)
@@ -332,19 +334,40 @@ class CameraImporter:
                 audit_rows.append(audit.audit_row(self.actor, "camera.import.update", "camera", camera.id, values["unit_id"], before, after))
             if changed_rows:
                 session.execute(update(Camera), changed_rows)
+                camera_search.reindex(session, [row["id"] for row in changed_rows])
             if tag_sets:
                 session.execute(delete(CameraTag).where(CameraTag.camera_id.in_(list(tag_sets))))
                 tag_rows = [{"camera_id": cid, "tag": t} for cid, tags in tag_sets.items() for t in tags]
                 if tag_rows:
-                    session.execute(insert(CameraTag), tag_rows)
+                    session.connection().execute(CameraTag.__table__.insert(), tag_rows)
             report.updated += len(changed_rows)
             done += len(chunk)
             self._flush_audit(audit_rows)
             self.progress("write", done, total)
+        camera_search.resume_row_triggers(session)
         session.expire_all()
+        if session.get_bind().dialect.name == "sqlite" and (report.created or report.updated):
+            session.execute(text("ANALYZE"))  # fresh planner statistics after a bulk load
         audit.record(self.session, self.actor, "camera.import", "camera", None, None, None, {
             "rows": report.rows, "created": report.created, "updated": report.updated,
             "unchanged": report.unchanged, "errors": len(report.errors), "encoding": report.encoding})
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert with one executemany and return the new ids in row order.
+
+        Not `INSERT ... RETURNING`: with ordered returning, SQLAlchemy falls back to one
+        statement per row on SQLite. The new rows are found again by their unique
+        (unit, name), which is safe even if other writers insert at the same time."""
+        table = Camera.__table__
+        floor = self.session.scalar(select(func.coalesce(func.max(Camera.id), 0)))
+        self.session.connection().execute(table.insert(), rows)
+        found = {
+            (unit_id, name): cid
+            for cid, unit_id, name in self.session.execute(
+                select(Camera.id, Camera.unit_id, Camera.name).where(Camera.id > floor)
+            )
+        }
+        return [found[(row["unit_id"], row["name"])] for row in rows]
 
     def _flush_audit(self, rows: list[dict[str, Any]]) -> None:
         audit.record_many(self.session, rows)

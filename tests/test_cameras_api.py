@@ -142,3 +142,34 @@ def test_every_camera_write_is_audited_with_before_and_after(client: TestClient,
     assert create["before"] is None and create["after"]["name"] == "a"
     assert update["before"]["name"] == "a" and update["after"]["name"] == "b"
     assert delete["before"]["name"] == "b" and delete["after"] is None
+
+
+def test_text_search_follows_every_kind_of_write(client: TestClient, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
+    admin = login("admin", tree.county)
+
+    def found(q: str) -> set[str]:
+        response = client.get("/api/v1/cameras", params={"q": q}, headers=admin)
+        assert response.status_code == 200, response.text
+        return {c["name"] for c in response.json()["items"]}
+
+    cam = client.post("/api/v1/cameras", headers=admin, json=camera_body(
+        tree.village_a1, "东门广场北侧", address="人民路12号", device_id="33010200001320000001")).json()
+    client.post("/api/v1/cameras", headers=admin, json=camera_body(tree.village_a2, "Market Gate", address="西街"))
+    assert found("广场北") == {"东门广场北侧"}
+    assert found("人民路") == {"东门广场北侧"}
+    assert found("market") == {"Market Gate"}  # case does not matter
+    assert found("门") == {"东门广场北侧"}  # one character: too short for trigrams, still found
+    assert found("3301020000") == {"东门广场北侧"}  # device id prefix
+    assert found("0001320000") == set()  # not the start of the id
+    assert found("50%_") == set()  # LIKE wildcards are literal
+    client.patch(f"/api/v1/cameras/{cam['id']}", json={"name": "西街口"}, headers=admin)
+    assert found("广场北") == set() and found("西街口") == {"西街口"}
+    csv = "name,network,unit_code,device_id\n河口大桥,xueliang,330199001001,33010200001320000001\n".encode()
+    assert client.post("/api/v1/cameras/import", files={"file": ("c.csv", csv)}, headers=admin).json()["updated"] == 1
+    csv = "name,network,unit_code\n新建点位,xueliang,330199002001\n".encode()
+    assert client.post("/api/v1/cameras/import", files={"file": ("c.csv", csv)}, headers=admin).json()["created"] == 1
+    assert found("西街口") == set() and found("河口大桥") == {"河口大桥"} and found("新建点") == {"新建点位"}
+    client.post("/api/v1/cameras", headers=admin, json=camera_body(tree.village_b1, "after import"))
+    assert found("after imp") == {"after import"}  # row triggers are back on after the import
+    client.delete(f"/api/v1/cameras/{cam['id']}", headers=admin)
+    assert found("河口大桥") == set()

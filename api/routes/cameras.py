@@ -31,7 +31,7 @@ def list_cameras(
     status: Annotated[list[CameraStatus], Query(max_length=4)] = [],  # noqa: B006
     unit: Annotated[DbId | None, Query(description="unit id: cameras of its whole subtree")] = None,
     tag: Annotated[Tag | None, Query()] = None,
-    q: Annotated[Text | None, Query(description="text in name or address, or device id prefix")] = None,
+    q: Annotated[Text | None, Query(description="text inside the name or address, or the start of the device id")] = None,
     bbox: Annotated[str | None, Query(description="min_lon,min_lat,max_lon,max_lat (WGS-84)", max_length=200)] = None,
     enabled: bool | None = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,

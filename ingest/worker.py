@@ -1,0 +1,139 @@
+"""`lookout worker`: one ingest process, owning its share of the registry's enabled cameras.
+
+Each step (every `worker_step_seconds`) the worker beats its heartbeat, computes the
+placement of every enabled camera over the live workers (`ingest.assignment`), renews or
+takes the leases of its own share and gives back the rest. Registry changes arrive on the
+`lookout:registry` stream and wake the worker at once, so a camera added, changed,
+disabled or deleted through the API is picked up within one round trip; the full list is
+also re-read every `RECONCILE_SECONDS` in case a notification was lost.
+
+Holding a lease is what lets a stream reader run for a camera; the readers attach through
+`on_assign` / `on_release`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import numpy as np
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.assignment import Leases, Membership, rendezvous
+from ingest.cameras import Camera
+from ingest.registry_feed import STREAM
+
+log = logging.getLogger("lookout.worker")
+RECONCILE_SECONDS = 60.0
+Hook = Callable[[set[int]], None]
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        client: redis.Redis,
+        worker_id: str | None = None,
+        ttl: float = 9.0,
+        step_seconds: float = 2.0,
+        on_assign: Hook | None = None,
+        on_release: Hook | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.worker_id = worker_id or new_worker_id()
+        self.step_seconds = step_seconds
+        self.membership = Membership(client, self.worker_id, ttl)
+        self.leases = Leases(client, self.worker_id, ttl)
+        self.on_assign = on_assign or (lambda ids: None)
+        self.on_release = on_release or (lambda ids: None)
+        self.camera_ids = np.empty(0, dtype=np.int64)
+        self.owned: set[int] = set()
+        self._feed_id = "$"
+        self._loaded_at = 0.0
+        self.stop_event = threading.Event()
+
+    def load_cameras(self) -> None:
+        with self.sessions() as session:
+            ids = session.scalars(select(Camera.id).where(Camera.enabled.is_(True)).order_by(Camera.id)).all()
+        self.camera_ids = np.fromiter(ids, dtype=np.int64, count=len(ids))
+        self._loaded_at = time.monotonic()
+
+    def step(self) -> None:
+        """One round: heartbeat, placement, leases. Safe to call at any rate."""
+        self.membership.beat()
+        live = self.membership.live()
+        if self.worker_id not in live:
+            live = sorted([*live, self.worker_id])
+        owners = rendezvous(self.camera_ids, live)
+        mine = self.camera_ids[owners == live.index(self.worker_id)].tolist()
+        held = self.leases.claim(mine)
+        gone = self.owned - held
+        if gone:
+            self.leases.release(gone)
+            self.on_release(gone)
+        new = held - self.owned
+        if new:
+            self.on_assign(new)
+        if new or gone:
+            log.info("assignment_changed", extra={
+                "worker_id": self.worker_id, "workers": len(live), "cameras": len(held),
+                "assigned": len(new), "released": len(gone), "sample": sorted(new)[:5]})
+        self.owned = held
+
+    def _wait_for_registry(self, timeout: float) -> bool:
+        """Block on the registry stream for up to `timeout`; True when something changed."""
+        try:
+            entries = self.client.xread({STREAM: self._feed_id}, block=max(1, int(timeout * 1000)), count=1000)
+        except redis.RedisError as exc:
+            log.warning("registry_feed_unavailable", extra={"worker_id": self.worker_id, "error": str(exc)})
+            self.stop_event.wait(timeout)
+            return False
+        if not entries:
+            return False
+        self._feed_id = entries[0][1][-1][0]
+        return True
+
+    def run(self) -> None:
+        """Until `stop_event`: steps on a timer, and at once when the registry changes."""
+        self._feed_id = self.client.xinfo_stream(STREAM)["last-generated-id"] if self.client.exists(STREAM) else "0-0"
+        self.load_cameras()
+        log.info("worker_started", extra={"worker_id": self.worker_id, "cameras": len(self.camera_ids)})
+        next_step = 0.0
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            if now >= next_step or now - self._loaded_at > RECONCILE_SECONDS:
+                if now - self._loaded_at > RECONCILE_SECONDS:
+                    self.load_cameras()
+                try:
+                    self.step()
+                except redis.RedisError as exc:
+                    log.warning("worker_step_failed", extra={"worker_id": self.worker_id, "error": str(exc)})
+                next_step = time.monotonic() + self.step_seconds
+            if self._wait_for_registry(max(0.05, next_step - time.monotonic())):
+                self.load_cameras()
+                next_step = 0.0
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Leave cleanly: the others take these cameras at their next step, not after a TTL."""
+        try:
+            self.leases.release(self.owned)
+            self.membership.leave()
+        except redis.RedisError:
+            pass
+        if self.owned:
+            self.on_release(set(self.owned))
+        log.info("worker_stopped", extra={"worker_id": self.worker_id, "released": len(self.owned)})
+        self.owned = set()

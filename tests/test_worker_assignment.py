@@ -1,0 +1,121 @@
+"""Cameras spread over live workers through Redis: placement, failover, registry changes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.migrate import upgrade
+from api.services import Services, build_services
+from ingest.assignment import LEASE, WORKERS, rendezvous
+from ingest.units import create_unit
+from tests.conftest import SECRET, make_settings
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_rendezvous_is_balanced_and_moves_only_the_dead_workers_cameras() -> None:
+    cameras = np.arange(1, 30_001)
+    workers = ["a", "b", "c", "d"]
+    owners = rendezvous(cameras, workers)
+    counts = np.bincount(owners, minlength=4)
+    assert counts.min() > 0.9 * len(cameras) / 4 and counts.max() < 1.1 * len(cameras) / 4
+    assert (rendezvous(cameras, workers) == owners).all()  # every worker computes the same answer
+    survivors = ["a", "b", "d"]
+    after = np.array(survivors)[rendezvous(cameras, survivors)]
+    before = np.array(workers)[owners]
+    moved = before != after
+    assert (before[moved] == "c").all() and moved.sum() == counts[2]
+
+
+@pytest.fixture
+def registry(redis_url: str, tmp_path: Path) -> Iterator[Services]:
+    services = build_services(make_settings(f"sqlite:///{tmp_path / 'w.db'}", redis_url, tmp_path))
+    upgrade(services.engine)
+    assert services.redis is not None
+    services.redis.flushdb()
+    yield services
+    services.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def holders(client: redis.Redis, ids: list[int]) -> list[str | None]:
+    return [v.decode() if v else None for v in client.mget([f"{LEASE}{i}" for i in ids])]
+
+
+def start_worker(services: Services, redis_url: str, tmp_path: Path, n: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LOOKOUT_DATABASE_URL": services.settings.resolved_database_url, "LOOKOUT_REDIS_URL": redis_url,
+           "LOOKOUT_SECRET_KEY": SECRET, "LOOKOUT_DATA_DIR": str(tmp_path), "LOOKOUT_WORKER_TTL_SECONDS": "6",
+           "LOOKOUT_WORKER_STEP_SECONDS": "1"}
+    log = (tmp_path / f"worker{n}.log").open("wb")  # structured logs, kept for a failing run
+    return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_within_5s(
+    registry: Services, redis_url: str, tmp_path: Path
+) -> None:
+    from api.auth import Role, User, hash_password, issue_token
+    from datetime import timedelta
+
+    with registry.sessions() as session:
+        county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
+        user = User(username="tech", role=Role.technician.value, unit_id=county.id, password_hash=hash_password("x" * 8))
+        session.add(user)
+        session.flush()
+        token = issue_token(session, user, timedelta(hours=1))[0]
+        session.commit()
+    client = TestClient(create_app(registry))
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = [client.post("/api/v1/cameras", headers=headers, json={
+        "name": f"cam{i}", "network": "xueliang", "unit_id": county.id}).json()["id"] for i in range(40)]
+    r = redis.Redis.from_url(redis_url)
+    workers = [start_worker(registry, redis_url, tmp_path, n) for n in range(2)]
+    try:
+        def shared() -> bool:  # every camera held, and both workers hold a share
+            now = holders(r, ids)
+            return None not in now and len(set(now)) == 2
+
+        wait_for(shared, 30)
+        before = holders(r, ids)
+        victim_id = before[0]
+        victim = next(w for w in workers if f"-{w.pid}-" in str(victim_id))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        survivor_id = next(h for h in before if h != victim_id)
+        moved_in = wait_for(lambda: set(holders(r, ids)) == {survivor_id}, 15)
+        assert moved_in < 15
+
+        added = client.post("/api/v1/cameras", headers=headers, json={
+            "name": "new", "network": "huiyan", "unit_id": county.id}).json()["id"]
+        assert wait_for(lambda: holders(r, [added]) == [survivor_id], 5) < 5
+        client.patch(f"/api/v1/cameras/{added}", headers=headers, json={"enabled": False})
+        assert wait_for(lambda: holders(r, [added]) == [None], 5) < 5
+        client.delete(f"/api/v1/cameras/{ids[0]}", headers=headers)
+        assert wait_for(lambda: holders(r, [ids[0]]) == [None], 5) < 5
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(15)
+    assert holders(r, ids[1:]) == [None] * (len(ids) - 1)  # a clean stop gives every lease back
+    assert r.zcard(WORKERS) == 1  # only the killed worker's stale heartbeat is left
