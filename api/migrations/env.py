@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 import api.auth  # noqa: F401 - registers users, api_tokens
 import ingest.audit  # noqa: F401 - registers audit_log
@@ -10,8 +11,12 @@ import ingest.cameras  # noqa: F401 - registers cameras, camera_tags
 import ingest.units  # noqa: F401 - registers units
 from config.database import Base
 
+MIGRATION_LOCK = 0x4C4F4F4B  # "LOOK": one migrating process at a time on PostgreSQL
+
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:
+    if connection.dialect.name == "postgresql":  # API and workers may all start at once
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
