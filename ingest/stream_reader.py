@@ -1,0 +1,234 @@
+"""One camera's stream, read by a PyAV thread: always demux, decode only what is analysed.
+
+- Every packet is read (it keeps the RTSP session alive, and the segment store will take it).
+- A frame is decoded only when the camera is due for analysis. While the analysis interval
+  is at least the stream's keyframe interval, only keyframes reach the decoder
+  (`skip_frame = NONKEY`, about 0.05× the cost of decoding everything); otherwise every packet
+  is decoded, since P-frames need their references, and only the due frame is converted.
+  Scaling to the analysis size happens inside PyAV (libswscale), in the same call.
+- The end of a stream is a disconnect. PyAV does not raise when an RTSP server dies: demux
+  just ends with an empty packet. `file:` sources instead loop, paced at their own frame
+  rate, so that a clip behaves like a camera.
+- Reconnects back off exponentially with jitter, capped at `max_backoff` (default 4 s) so
+  that a camera that comes back streams again within 10 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import av
+import numpy as np
+
+log = logging.getLogger("lookout.stream")
+
+
+@dataclass
+class StreamStats:
+    """What a reader has seen; read by the worker for status and metrics (no lock needed:
+    single writer, and a torn read of a counter is harmless)."""
+
+    packets: int = 0
+    bytes: int = 0
+    decoded: int = 0
+    keyframes: int = 0
+    reconnects: int = 0
+    decode_errors: int = 0
+    keyframe_interval: float | None = None  # seconds between the last two keyframes
+    last_packet_at: float | None = None  # time.monotonic()
+    last_frame_at: float | None = None
+    last_error: str | None = None
+    connected: bool = False
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    _last_key_pts: float | None = field(default=None, repr=False)
+
+
+class StreamEnded(Exception):
+    """The source stopped sending: a disconnect for a camera."""
+
+
+def source_of(url: str) -> tuple[str, bool]:
+    """(what to give av.open, whether it is a looping file)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return url2pathname(parts.path), True
+    return url, False
+
+
+class StreamReader(threading.Thread):
+    def __init__(
+        self,
+        camera_id: int,
+        url: str,
+        *,
+        size: tuple[int, int] = (640, 360),
+        interval: float = 2.0,
+        transport: str = "tcp",
+        open_timeout: float = 5.0,
+        read_timeout: float = 5.0,
+        max_backoff: float = 4.0,
+        on_packet: Callable[[int, av.Packet], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"reader-{camera_id}", daemon=True)
+        self.camera_id = camera_id
+        self.url = url
+        self.size = size
+        self.interval = interval
+        self.transport = transport
+        self.open_timeout = open_timeout
+        self.read_timeout = read_timeout
+        self.max_backoff = max_backoff
+        self.on_packet = on_packet
+        self.stats = StreamStats()
+        self._latest: tuple[float, np.ndarray] | None = None
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+        self._next_due = 0.0
+        self._started_at = time.monotonic()
+
+    # -- for the worker ---------------------------------------------------------------------
+    def take_latest(self) -> tuple[float, np.ndarray] | None:
+        """The newest analysed frame (Unix time, RGB array), once; None if none is new."""
+        with self._lock:
+            latest, self._latest = self._latest, None
+        return latest
+
+    def silent_for(self, now: float | None = None) -> float:
+        """Seconds since the last packet (since the start, before the first one). This, not
+        the connection state, decides offline: a frozen server keeps its TCP socket open, and
+        FFmpeg only gives up on it after about twice its socket timeout."""
+        now = time.monotonic() if now is None else now
+        return now - (self.stats.last_packet_at or self._started_at)
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    # -- the thread -------------------------------------------------------------------------
+    def run(self) -> None:
+        backoff = 0.25
+        while not self._halt.is_set():
+            started = time.monotonic()
+            try:
+                self._session()
+            except Exception as exc:  # every failure of one camera stays with that camera
+                self.stats.last_error = _describe(exc)
+                log.info("stream_disconnected", extra={"camera_id": self.camera_id, "error": self.stats.last_error})
+            finally:
+                self.stats.connected = False
+            if self._halt.is_set():
+                break
+            if time.monotonic() - started > 30:  # it had been streaming for a while: start over
+                backoff = 0.25
+            self.stats.reconnects += 1
+            self._halt.wait(backoff * random.uniform(0.5, 1.0))
+            backoff = min(self.max_backoff, backoff * 2)
+
+    def _open(self, source: str, is_file: bool) -> av.container.InputContainer:
+        options: dict[str, str] = {}
+        if source.startswith("rtsp"):
+            # FFmpeg's own socket timeout (µs): a frozen server keeps TCP open, and the RTSP
+            # demuxer would otherwise wait on it far longer than PyAV's read timeout.
+            options = {"rtsp_transport": self.transport, "timeout": str(int(self.read_timeout * 1e6))}
+        return av.open(source, options=options, timeout=(self.open_timeout, self.read_timeout))
+
+    def _session(self) -> None:
+        source, is_file = source_of(self.url)
+        with self._open(source, is_file) as container:
+            if not container.streams.video:
+                raise StreamEnded("no video stream")
+            stream = container.streams.video[0]
+            codec = stream.codec_context
+            # One decoding thread per camera: frame threading would hold each frame back until
+            # later packets arrive (and keyframe-only decoding feeds one packet at a time);
+            # parallelism comes from the many cameras of a worker instead.
+            codec.thread_count = 1
+            self.stats.codec, self.stats.width, self.stats.height = codec.name, codec.width, codec.height
+            self.stats.connected = True
+            self.stats.last_error = None
+            log.info("stream_connected", extra={"camera_id": self.camera_id, "codec": codec.name,
+                                                 "width": codec.width, "height": codec.height})
+            time_base = float(stream.time_base) if stream.time_base else 1 / 90000
+            pace_start: float | None = None
+            first_pts: float | None = None
+            while not self._halt.is_set():
+                for packet in container.demux(stream):
+                    if self._halt.is_set():
+                        return
+                    if packet.size == 0:  # the end: a flush packet, no exception
+                        break
+                    pts = (packet.pts if packet.pts is not None else packet.dts or 0) * time_base
+                    if is_file:  # play a clip at its own rate, like a camera
+                        if pace_start is None or first_pts is None:
+                            pace_start, first_pts = time.monotonic(), pts
+                        ahead = (pts - first_pts) - (time.monotonic() - pace_start)
+                        if ahead > 0 and self._halt.wait(min(ahead, 1.0)):
+                            return
+                    self._on_packet(packet, pts, codec)
+                else:
+                    return
+                if not is_file:
+                    raise StreamEnded("stream ended")
+                container.seek(0)
+                codec.flush_buffers()
+                pace_start = first_pts = None
+
+    def _on_packet(self, packet: av.Packet, pts: float, codec: av.codec.context.CodecContext) -> None:
+        now = time.monotonic()
+        stats = self.stats
+        stats.packets += 1
+        stats.bytes += packet.size
+        stats.last_packet_at = now
+        if self.on_packet is not None:
+            self.on_packet(self.camera_id, packet)
+        if packet.is_keyframe:
+            stats.keyframes += 1
+            if stats._last_key_pts is not None and pts > stats._last_key_pts:
+                stats.keyframe_interval = pts - stats._last_key_pts
+            stats._last_key_pts = pts
+        due = now >= self._next_due
+        keyframes_only = stats.keyframe_interval is None or self.interval >= stats.keyframe_interval
+        if keyframes_only:
+            if not (due and packet.is_keyframe):
+                return
+            codec.skip_frame = "NONKEY"
+        else:
+            codec.skip_frame = "DEFAULT"
+        try:
+            frames = codec.decode(packet)
+            if keyframes_only and not frames:
+                # a decoder with reordering delay (B-frames) holds the picture back until more
+                # packets come; a lone keyframe needs none, so drain it out and start afresh
+                frames = codec.decode(None)
+                codec.flush_buffers()
+        except av.error.FFmpegError as exc:
+            stats.decode_errors += 1
+            stats.last_error = f"decode error: {exc}"
+            return
+        if not frames or not due:
+            return
+        width, height = self.size
+        image = frames[-1].to_ndarray(width=width, height=height, format="rgb24")
+        stats.decoded += 1
+        stats.last_frame_at = now
+        self._next_due = now + self.interval
+        with self._lock:
+            self._latest = (time.time(), image)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, av.error.HTTPUnauthorizedError) or "401" in str(exc):
+        return "authentication failed (401)"
+    if isinstance(exc, av.error.FileNotFoundError):
+        return f"not found: {exc}"
+    if isinstance(exc, av.error.ExitError) or "Immediate exit requested" in str(exc):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"[:300]

@@ -1,0 +1,34 @@
+"""Test media made here with PyAV: small looping H.264/H.265 clips of a moving pattern."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def make_clip(path: Path, codec: str = "h264", seconds: float = 3.0, fps: int = 10, gop: int = 10,
+              size: tuple[int, int] = (320, 240)) -> Path:
+    """An elementary stream (`.h264` / `.h265`), or an MP4 file for a `.mp4` path, with a
+    keyframe every `gop` frames."""
+    width, height = size
+    fmt = None if path.suffix == ".mp4" else "h264" if codec == "h264" else "hevc"
+    encoder = "libx264" if codec == "h264" else "libx265"
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(encoder, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.gop_size = gop
+        if codec == "h264":
+            stream.options = {"bframes": "0", "keyint": str(gop), "min-keyint": str(gop), "scenecut": "0"}
+        else:
+            stream.options = {"x265-params": f"keyint={gop}:min-keyint={gop}:bframes=0:scenecut=0:log-level=error"}
+        y, x = np.mgrid[0:height, 0:width]
+        for i in range(int(seconds * fps)):
+            image = np.stack([(x + 8 * i) % 256, (y + 4 * i) % 256, np.full_like(x, (16 * i) % 256)], -1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
