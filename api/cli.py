@@ -68,6 +68,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from api.migrate import upgrade
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
+    from api.services import secret_key
+    from ingest.camera_runner import CameraRunner, StreamSettings
+    from ingest.credentials import CredentialCipher
     from ingest.worker import IngestWorker
 
     url = settings.redis_url
@@ -80,11 +83,18 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         url = f"unix://{embedded}"
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
-    worker = IngestWorker(make_session_factory(engine), connect(url),
-                          ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds)
+    sessions = make_session_factory(engine)
+    client = connect(url)
+    runner = CameraRunner(sessions, CredentialCipher(secret_key(settings)), client, StreamSettings(
+        size=(settings.analysis_width, settings.analysis_height), interval=settings.analysis_interval_seconds,
+        read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds))
+    worker = IngestWorker(sessions, client, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
+                          on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
+                          tick=runner.tick)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.stop_event.set())
     worker.run()
+    runner.stop()
     engine.dispose()
     return 0
 

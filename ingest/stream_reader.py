@@ -77,6 +77,7 @@ class StreamReader(threading.Thread):
         read_timeout: float = 5.0,
         max_backoff: float = 4.0,
         on_packet: Callable[[int, av.Packet], None] | None = None,
+        public_url: str | None = None,
     ) -> None:
         super().__init__(name=f"reader-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -88,6 +89,7 @@ class StreamReader(threading.Thread):
         self.read_timeout = read_timeout
         self.max_backoff = max_backoff
         self.on_packet = on_packet
+        self.public_url = public_url or url  # what errors may show: never the credentials
         self.stats = StreamStats()
         self._latest: tuple[float, np.ndarray] | None = None
         self._lock = threading.Lock()
@@ -120,7 +122,7 @@ class StreamReader(threading.Thread):
             try:
                 self._session()
             except Exception as exc:  # every failure of one camera stays with that camera
-                self.stats.last_error = _describe(exc)
+                self.stats.last_error = _describe(exc).replace(self.url, self.public_url)
                 log.info("stream_disconnected", extra={"camera_id": self.camera_id, "error": self.stats.last_error})
             finally:
                 self.stats.connected = False

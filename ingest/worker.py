@@ -7,8 +7,8 @@ takes the leases of its own share and gives back the rest. Registry changes arri
 disabled or deleted through the API is picked up within one round trip; the full list is
 also re-read every `RECONCILE_SECONDS` in case a notification was lost.
 
-Holding a lease is what lets a stream reader run for a camera; the readers attach through
-`on_assign` / `on_release`.
+Holding a lease is what lets a stream reader run for a camera: `ingest.camera_runner`
+attaches through `on_assign` / `on_release` / `on_change` and does its work in `tick`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ class IngestWorker:
         step_seconds: float = 2.0,
         on_assign: Hook | None = None,
         on_release: Hook | None = None,
+        on_change: Hook | None = None,
+        tick: Callable[[], object] | None = None,
+        tick_seconds: float = 1.0,
     ) -> None:
         self.sessions = sessions
         self.client = client
@@ -58,6 +61,9 @@ class IngestWorker:
         self.leases = Leases(client, self.worker_id, ttl)
         self.on_assign = on_assign or (lambda ids: None)
         self.on_release = on_release or (lambda ids: None)
+        self.on_change = on_change or (lambda ids: None)  # owned cameras edited in the registry
+        self.tick = tick
+        self.tick_seconds = tick_seconds
         self.camera_ids = np.empty(0, dtype=np.int64)
         self.owned: set[int] = set()
         self._feed_id = "$"
@@ -92,37 +98,53 @@ class IngestWorker:
                 "assigned": len(new), "released": len(gone), "sample": sorted(new)[:5]})
         self.owned = held
 
-    def _wait_for_registry(self, timeout: float) -> bool:
-        """Block on the registry stream for up to `timeout`; True when something changed."""
+    def _wait_for_registry(self, timeout: float) -> list[dict[str, str]] | None:
+        """Block on the registry stream for up to `timeout`; the new entries, if any."""
         try:
             entries = self.client.xread({STREAM: self._feed_id}, block=max(1, int(timeout * 1000)), count=1000)
         except redis.RedisError as exc:
             log.warning("registry_feed_unavailable", extra={"worker_id": self.worker_id, "error": str(exc)})
             self.stop_event.wait(timeout)
-            return False
+            return None
         if not entries:
-            return False
+            return None
         self._feed_id = entries[0][1][-1][0]
-        return True
+        return [fields for _, fields in entries[0][1]]
+
+    def _apply(self, changes: list[dict[str, str]]) -> None:
+        self.load_cameras()
+        edited = {int(c["camera_id"]) for c in changes if c.get("op") == "update" and c.get("camera_id")}
+        if any(c.get("op") == "bulk" for c in changes):
+            edited |= self.owned
+        if edited & self.owned:
+            self.on_change(edited & self.owned)
 
     def run(self) -> None:
         """Until `stop_event`: steps on a timer, and at once when the registry changes."""
         self._feed_id = self.client.xinfo_stream(STREAM)["last-generated-id"] if self.client.exists(STREAM) else "0-0"
         self.load_cameras()
         log.info("worker_started", extra={"worker_id": self.worker_id, "cameras": len(self.camera_ids)})
-        next_step = 0.0
+        next_step = next_tick = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
-            if now >= next_step or now - self._loaded_at > RECONCILE_SECONDS:
-                if now - self._loaded_at > RECONCILE_SECONDS:
-                    self.load_cameras()
+            if now - self._loaded_at > RECONCILE_SECONDS:
+                self.load_cameras()
+            if now >= next_step:
                 try:
                     self.step()
                 except redis.RedisError as exc:
                     log.warning("worker_step_failed", extra={"worker_id": self.worker_id, "error": str(exc)})
                 next_step = time.monotonic() + self.step_seconds
-            if self._wait_for_registry(max(0.05, next_step - time.monotonic())):
-                self.load_cameras()
+            if self.tick is not None and now >= next_tick:
+                try:
+                    self.tick()
+                except Exception:  # one bad tick must not stop the worker
+                    log.exception("worker_tick_failed", extra={"worker_id": self.worker_id})
+                next_tick = time.monotonic() + self.tick_seconds
+            wake = min(next_step, next_tick if self.tick is not None else next_step)
+            changes = self._wait_for_registry(max(0.05, wake - time.monotonic()))
+            if changes:
+                self._apply(changes)
                 next_step = 0.0
         self.shutdown()
 

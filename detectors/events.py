@@ -1,0 +1,34 @@
+"""`Event`: what a stage concluded about a camera (smoke, flame, crowd, camera_offline...).
+
+Events go to the Redis stream `lookout:events` as flat string fields; `fields()` and
+`from_fields()` are that encoding, so producers and the alert engine agree on it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+EVENTS_STREAM = "lookout:events"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    camera_id: int
+    kind: str  # flame, smoke, crowd, video_degraded, camera_offline, camera_online
+    at: float  # Unix seconds
+    score: float = 1.0
+    evidence: dict[str, Any] = field(default_factory=dict)
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def fields(self) -> dict[str, str]:
+        return {"event_id": self.event_id, "camera_id": str(self.camera_id), "kind": self.kind,
+                "at": f"{self.at:.3f}", "score": f"{self.score:.4f}",
+                "evidence": json.dumps(self.evidence, ensure_ascii=False)}
+
+    @classmethod
+    def from_fields(cls, data: dict[str, str]) -> Event:
+        return cls(camera_id=int(data["camera_id"]), kind=data["kind"], at=float(data["at"]),
+                   score=float(data["score"]), evidence=json.loads(data["evidence"]), event_id=data["event_id"])

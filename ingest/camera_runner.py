@@ -1,0 +1,207 @@
+"""The readers of one worker's leased cameras, and what comes out of them every tick.
+
+`assign` / `release` are the worker's lease hooks. Each `tick` hands the latest due frame of
+every camera to the detectors as ONE `FrameBatch` (until the detection core lands, through
+the cheap per-frame statistics only), turns what the readers saw into statuses
+(`detectors.camera_health`, all cameras at once), writes the changes to the registry and
+publishes `camera_offline` / `camera_online` events on `lookout:events`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import numpy as np
+import redis
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from config.database import utcnow
+from detectors.camera_health import HealthRules, HealthTracker
+from detectors.events import EVENTS_STREAM, Event
+from detectors.frame_stats import FrameStats, frame_stats
+from detectors.frames import FrameBatch
+from ingest.cameras import Camera
+from ingest.credentials import CredentialCipher, Credentials
+from ingest.stream_reader import StreamReader
+
+log = logging.getLogger("lookout.runner")
+SEEN_REFRESH_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    size: tuple[int, int] = (640, 360)
+    interval: float = 2.0
+    read_timeout: float = 5.0
+    open_timeout: float = 5.0
+
+
+def with_credentials(url: str, credentials: Credentials | None) -> str:
+    """The URL a reader opens: the stored credentials put back as userinfo."""
+    if credentials is None or url.startswith("file:"):
+        return url
+    parts = urlsplit(url)
+    netloc = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class CameraRunner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        cipher: CredentialCipher,
+        client: redis.Redis,
+        settings: StreamSettings = StreamSettings(),
+        rules: HealthRules | None = None,
+        reader_factory: Callable[..., StreamReader] = StreamReader,
+    ) -> None:
+        self.sessions = sessions
+        self.cipher = cipher
+        self.client = client
+        self.settings = settings
+        self.health = HealthTracker(rules or HealthRules(offline_after=settings.read_timeout))
+        self.reader_factory = reader_factory
+        self.readers: dict[int, StreamReader] = {}
+        self.errors_seen: dict[int, int] = {}
+        self.failures: dict[int, str] = {}  # cameras that cannot even start a reader
+        self.previous_gray: dict[int, np.ndarray] = {}
+        self.last_stats: FrameStats | None = None
+        self._seen_refreshed = 0.0
+
+    # -- lease hooks ----------------------------------------------------------------------
+    def assign(self, camera_ids: set[int]) -> None:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Camera.id, Camera.main_stream_url, Camera.sub_stream_url, Camera.credentials_sealed)
+                .where(Camera.id.in_(list(camera_ids)))
+            ).all()
+        for camera_id, main, sub, sealed in rows:
+            public = sub or main  # the sub stream is enough for analysis and far cheaper
+            if not public:
+                self.failures[camera_id] = "no stream URL"
+                continue
+            try:
+                creds = self.cipher.open(sealed, camera_id) if sealed else None
+            except Exception as exc:
+                self.failures[camera_id] = str(exc)
+                continue
+            reader = self.reader_factory(
+                camera_id, with_credentials(public, creds), public_url=public, size=self.settings.size,
+                interval=self.settings.interval, read_timeout=self.settings.read_timeout,
+                open_timeout=self.settings.open_timeout,
+            )
+            self.readers[camera_id] = reader
+            self.errors_seen[camera_id] = 0
+            reader.start()
+        log.info("readers_started", extra={"cameras": len(rows), "failed": len(camera_ids & self.failures.keys())})
+
+    def release(self, camera_ids: set[int]) -> None:
+        readers = [self.readers.pop(c) for c in camera_ids if c in self.readers]
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            reader.join(timeout=self.settings.read_timeout + 5)
+        for camera_id in camera_ids:
+            self.failures.pop(camera_id, None)
+            self.errors_seen.pop(camera_id, None)
+            self.previous_gray.pop(camera_id, None)
+
+    def restart(self, camera_ids: set[int]) -> None:
+        mine = {c for c in camera_ids if c in self.readers or c in self.failures}
+        if mine:
+            self.release(mine)
+            self.assign(mine)
+
+    def stop(self) -> None:
+        self.release(set(self.readers) | set(self.failures))
+
+    # -- every tick -------------------------------------------------------------------------
+    def collect(self) -> FrameBatch:
+        """The latest due frame of every camera that has a new one, as one batch."""
+        ids, times, frames = [], [], []
+        for camera_id, reader in self.readers.items():
+            latest = reader.take_latest()
+            if latest is not None:
+                ids.append(camera_id)
+                times.append(latest[0])
+                frames.append(latest[1])
+        return FrameBatch.stack(ids, times, frames)
+
+    def analyse(self, batch: FrameBatch) -> None:
+        if not len(batch):
+            return
+        blank = np.full(self.settings.size[::-1], np.nan, np.float32)[::4, ::4]
+        previous = np.stack([self.previous_gray.get(int(c), blank) for c in batch.camera_ids])
+        stats, gray = frame_stats(batch, previous)
+        self.previous_gray.update(zip(batch.camera_ids.tolist(), gray))
+        self.last_stats = stats
+
+    def tick(self, now: float | None = None) -> FrameBatch:
+        now = time.monotonic() if now is None else now
+        batch = self.collect()
+        self.analyse(batch)
+        self.update_health(now)
+        return batch
+
+    def update_health(self, now: float) -> None:
+        ids = np.array(sorted(self.readers.keys() | self.failures.keys()), dtype=np.int64)
+        if not len(ids):
+            return
+        silence = np.array([self.readers[c].silent_for(now) if c in self.readers else np.inf for c in ids.tolist()])
+        errors = np.zeros(len(ids), np.int64)
+        for i, c in enumerate(ids.tolist()):
+            reader = self.readers.get(c)
+            if reader is not None:
+                errors[i] = reader.stats.decode_errors - self.errors_seen[c]
+                self.errors_seen[c] = reader.stats.decode_errors
+        changed, old, new = self.health.observe(ids, silence, errors, now)
+        if len(changed):
+            self._record(changed.tolist(), old.tolist(), new.tolist())
+        if now - self._seen_refreshed > SEEN_REFRESH_SECONDS:
+            self._refresh_seen(ids[silence < self.health.rules.offline_after].tolist())
+            self._seen_refreshed = now
+
+    def _error_of(self, camera_id: int) -> str | None:
+        if camera_id in self.failures:
+            return self.failures[camera_id]
+        reader = self.readers.get(camera_id)
+        return None if reader is None else reader.stats.last_error
+
+    def _record(self, ids: list[int], old: list[str], new: list[str]) -> None:
+        stamp, wall = utcnow(), time.time()
+        rows = []
+        for camera_id, status in zip(ids, new):
+            error = None if status == "online" else (self._error_of(camera_id) or "no video received")
+            row = {"id": camera_id, "status": status, "last_error": error}
+            if status == "online":
+                row["last_seen_at"] = stamp
+            rows.append(row)
+        with self.sessions() as session:
+            for keys in ({"id", "status", "last_error", "last_seen_at"}, {"id", "status", "last_error"}):
+                group = [r for r in rows if set(r) == keys]
+                if group:
+                    session.execute(update(Camera), group)
+            session.commit()
+        pipe = self.client.pipeline(transaction=False)
+        for row, before in zip(rows, old):
+            kind = {"online": "camera_online", "offline": "camera_offline"}.get(row["status"])
+            if kind is None or (kind == "camera_online" and before == "unknown"):
+                continue  # first contact is not news; degraded waits for the quality events
+            event = Event(row["id"], kind, wall, evidence={"previous": before, "error": row["last_error"]})
+            pipe.xadd(EVENTS_STREAM, event.fields(), maxlen=1_000_000, approximate=True)
+        pipe.execute()
+        for row, before in zip(rows, old):
+            log.info("camera_status", extra={"camera_id": row["id"], "status": row["status"], "previous": before,
+                                             "error": row["last_error"]})
+
+    def _refresh_seen(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with self.sessions() as session:
+            session.execute(update(Camera).where(Camera.id.in_(ids)).values(last_seen_at=utcnow()))
+            session.commit()

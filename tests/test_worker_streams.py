@@ -1,0 +1,121 @@
+"""A worker streaming its cameras: status and events from real streams, errors kept per camera."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from sqlalchemy import select
+
+from api.migrate import upgrade
+from api.services import Services, build_services
+from detectors.camera_health import HealthRules
+from detectors.events import EVENTS_STREAM, Event
+from ingest.camera_runner import CameraRunner, StreamSettings
+from ingest.camera_spec import CameraSpec
+from ingest.cameras import Camera
+from ingest.units import create_unit
+from ingest.worker import IngestWorker
+from tests.conftest import free_port, make_settings
+from tests.media import make_clip
+from tests.rtsp import RtspServer
+
+PASSWORD = "cam-secret-8812"
+
+
+@pytest.fixture
+def registry(redis_url: str, tmp_path: Path) -> Iterator[Services]:
+    services = build_services(make_settings(f"sqlite:///{tmp_path / 's.db'}", redis_url, tmp_path))
+    upgrade(services.engine)
+    assert services.redis is not None
+    services.redis.flushdb()
+    yield services
+    services.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    start = time.monotonic()
+    while not condition():
+        assert time.monotonic() - start < timeout, f"not within {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_url: str, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "a.h264")
+    server = RtspServer(free_port(), {"h264": clip}).start()
+    mp4 = make_clip(tmp_path / "b.mp4", seconds=2.0)
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("this is not a video\n" * 100)
+    urls = {
+        "rtsp": (server.url("h264"), None),
+        "file": ("rtsp://127.0.0.1:1/main-unused", mp4.as_uri()),  # the sub stream is the one read
+        "unreachable": (f"rtsp://127.0.0.1:{free_port()}/x", None),
+        "not_video": (not_video.as_uri(), None),
+        "no_such_mount": (f"rtsp://127.0.0.1:{server.port}/nope", None),
+    }
+    with registry.sessions() as session:
+        county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
+        ids = {}
+        for name, (main, sub) in urls.items():
+            spec = CameraSpec(name=name, network="xueliang", unit_id=county.id, main_stream_url=main,
+                              sub_stream_url=sub, username="admin", password=PASSWORD)
+            ids[name] = registry.registry.create(session, spec, county.path, "test").id
+        session.commit()
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    runner = CameraRunner(registry.sessions, registry.registry.cipher, client,
+                          StreamSettings(size=(160, 120), interval=0.5, read_timeout=3.0, open_timeout=3.0),
+                          HealthRules(offline_after=3.0, online_hold=1.0))
+    batches: list[int] = []
+
+    def tick() -> None:
+        batches.append(len(runner.tick()))
+
+    worker = IngestWorker(registry.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
+                          on_release=runner.release, on_change=runner.restart, tick=tick, tick_seconds=0.5)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+
+    def status() -> dict[str, tuple[str, str | None]]:
+        with registry.sessions() as session:
+            rows = session.execute(select(Camera.name, Camera.status, Camera.last_error)).all()
+        return {name: (st, err) for name, st, err in rows}
+
+    def events() -> list[Event]:
+        return [Event.from_fields(fields) for _, fields in client.xrange(EVENTS_STREAM)]
+
+    try:
+        wait_for(lambda: status()["rtsp"][0] == "online" and status()["file"][0] == "online", 20)
+        wait_for(lambda: all(status()[n][0] == "offline" for n in ("unreachable", "not_video", "no_such_mount")), 20)
+        now = status()
+        assert "refused" in now["unreachable"][1].lower() or "connection" in now["unreachable"][1].lower()
+        assert "invalid data" in now["not_video"][1].lower()
+        assert "404" in now["no_such_mount"][1] or "not found" in now["no_such_mount"][1].lower()
+        assert max(batches) >= 2  # the streaming cameras' frames came as one batch per tick
+        assert runner.last_stats is not None and np.isfinite(runner.last_stats.brightness).all()
+        offline_events = {e.camera_id for e in events() if e.kind == "camera_offline"}
+        assert offline_events == {ids["unreachable"], ids["not_video"], ids["no_such_mount"]}
+
+        server.kill()
+        killed = time.monotonic()
+        wait_for(lambda: status()["rtsp"][0] == "offline", 3.0 + 3.0)
+        assert time.monotonic() - killed < 6.0
+        assert status()["file"][0] == "online"  # the other camera is unaffected
+        server.start()
+        wait_for(lambda: status()["rtsp"][0] == "online", 10 + 1.0 + 1.0)
+        kinds = [e.kind for e in events() if e.camera_id == ids["rtsp"]]
+        assert kinds == ["camera_offline", "camera_online"]
+        for text in [str(v) for v in status().values()] + [str(e) for e in events()]:
+            assert PASSWORD not in text
+    finally:
+        worker.stop_event.set()
+        thread.join(20)
+        runner.stop()
+        server.kill()
+    assert not thread.is_alive() and not runner.readers
