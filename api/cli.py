@@ -71,7 +71,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from api.services import secret_key
     from ingest.camera_runner import CameraRunner, StreamSettings
     from ingest.credentials import CredentialCipher
-    from ingest.worker import IngestWorker
+    from ingest.worker import IngestWorker, new_worker_id
 
     url = settings.redis_url
     if url is None:
@@ -85,10 +85,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     upgrade(engine)
     sessions = make_session_factory(engine)
     client = connect(url)
+    worker_id = new_worker_id()
     runner = CameraRunner(sessions, CredentialCipher(secret_key(settings)), client, StreamSettings(
         size=(settings.analysis_width, settings.analysis_height), interval=settings.analysis_interval_seconds,
-        read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds))
-    worker = IngestWorker(sessions, client, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
+        read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds),
+        worker_id=worker_id)
+    worker = IngestWorker(sessions, client, worker_id, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
                           on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
                           tick=runner.tick)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.services import Services
+from ingest.stream_figures import read_figures
 
 log = logging.getLogger("lookout.http")
 
@@ -30,13 +31,43 @@ class RegistryCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("lookout_cameras", "Registered cameras", labels=["network", "status"])
+        rate = GaugeMetricFamily("lookout_unit_online_rate", "Online share of the enabled cameras of a unit's subtree",
+                                 labels=["unit_id"])
         try:
             with self.services.sessions() as session:
                 for network, status, count in self.services.registry.status_counts(session):
                     family.add_metric([network, status], count)
+                for root in self.services.registry.root_paths(session):
+                    for unit_id, counts in self.services.registry.online_by_unit(session, root).items():
+                        total = sum(counts.values())
+                        if total:
+                            rate.add_metric([str(unit_id)], counts.get("online", 0) / total)
         except Exception:  # a scrape must not fail because the database blinked
             log.warning("metrics_registry_unavailable", exc_info=True)
         yield family
+        yield rate
+        yield from self._stream_families()
+
+    def _stream_families(self) -> Iterator[GaugeMetricFamily]:
+        names = {
+            "packets_per_second": "Packets received per second",
+            "decoded_per_second": "Frames decoded per second",
+            "bitrate_kbps": "Received bitrate in kbit/s",
+            "keyframe_interval_seconds": "Seconds between keyframes",
+            "reconnects": "Stream reconnects since the reader started",
+        }
+        families = {k: GaugeMetricFamily(f"lookout_stream_{k}", text, labels=["camera_id"]) for k, text in names.items()}
+        if self.services.redis is not None:
+            try:
+                figures = read_figures(self.services.redis)
+            except Exception:
+                log.warning("metrics_stream_figures_unavailable", exc_info=True)
+                figures = {}
+            for camera_id, data in figures.items():
+                for key, family in families.items():
+                    if data.get(key) is not None:
+                        family.add_metric([str(camera_id)], float(data[key]))
+        yield from families.values()
 
 
 class HttpMetrics:

@@ -27,10 +27,12 @@ from detectors.frame_stats import FrameStats, frame_stats
 from detectors.frames import FrameBatch
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, Credentials
+from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
+FIGURES_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class CameraRunner:
         settings: StreamSettings = StreamSettings(),
         rules: HealthRules | None = None,
         reader_factory: Callable[..., StreamReader] = StreamReader,
+        worker_id: str = "",
     ) -> None:
         self.sessions = sessions
         self.cipher = cipher
@@ -72,6 +75,8 @@ class CameraRunner:
         self.previous_gray: dict[int, np.ndarray] = {}
         self.last_stats: FrameStats | None = None
         self._seen_refreshed = 0.0
+        self.figures = FigurePublisher(client, worker_id)
+        self._figures_published = 0.0
 
     # -- lease hooks ----------------------------------------------------------------------
     def assign(self, camera_ids: set[int]) -> None:
@@ -106,6 +111,7 @@ class CameraRunner:
             reader.stop()
         for reader in readers:
             reader.join(timeout=self.settings.read_timeout + 5)
+        self.figures.forget(camera_ids)
         for camera_id in camera_ids:
             self.failures.pop(camera_id, None)
             self.errors_seen.pop(camera_id, None)
@@ -146,6 +152,9 @@ class CameraRunner:
         batch = self.collect()
         self.analyse(batch)
         self.update_health(now)
+        if now - self._figures_published >= FIGURES_SECONDS:
+            self.figures.publish({c: r.stats for c, r in self.readers.items()})
+            self._figures_published = now
         return batch
 
     def update_health(self, now: float) -> None:

@@ -223,6 +223,30 @@ class CameraRegistry:
         session.flush()
         audit.record(session, actor, "camera.delete", "camera", before["id"], before["unit_id"], before, None)
 
+    def root_paths(self, session: Session) -> list[str]:
+        return list(session.scalars(select(Unit.path).where(Unit.parent_id.is_(None))))
+
+    def online_by_unit(self, session: Session, scope: str) -> dict[int, dict[str, int]]:
+        """Camera counts by status for every unit in `scope`, each rolled up over its subtree
+        (enabled cameras only: a disabled camera is not expected to be online)."""
+        units = dict(session.execute(select(Unit.id, Unit.path).where(Unit.path.startswith(scope, autoescape=True))).all())
+        rows = session.execute(
+            select(Camera.unit_id, Camera.status, func.count())
+            .where(Camera.enabled.is_(True), Camera.unit_id.in_(list(units)))
+            .group_by(Camera.unit_id, Camera.status)
+        ).all()
+        by_path = {path: uid for uid, path in units.items()}
+        totals: dict[int, dict[str, int]] = {uid: {} for uid in units}
+        for unit_id, status, count in rows:
+            path = units[unit_id]
+            prefix = ""
+            for part in path.split("/")[:-1]:  # the unit and every ancestor within the scope
+                prefix += part + "/"
+                ancestor = by_path.get(prefix)
+                if ancestor is not None:
+                    totals[ancestor][status] = totals[ancestor].get(status, 0) + int(count)
+        return totals
+
     def status_counts(self, session: Session) -> list[tuple[str, str, int]]:
         """(network, status, count) over the whole registry, for /metrics."""
         rows = session.execute(

@@ -113,9 +113,43 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
         assert kinds == ["camera_offline", "camera_online"]
         for text in [str(v) for v in status().values()] + [str(e) for e in events()]:
             assert PASSWORD not in text
+        check_figures_and_online_rate(registry, ids, county.id)
     finally:
         worker.stop_event.set()
         thread.join(20)
         runner.stop()
         server.kill()
     assert not thread.is_alive() and not runner.readers
+
+
+def check_figures_and_online_rate(registry: Services, ids: dict[str, int], county_id: int) -> None:
+    """The API shows the worker's figures and the online rate, through real HTTP routes."""
+    from datetime import timedelta
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.auth import Role, User, hash_password, issue_token
+
+    with registry.sessions() as session:
+        user = User(username="op", role=Role.operator.value, unit_id=county_id, password_hash=hash_password("x" * 8))
+        session.add(user)
+        session.flush()
+        headers = {"Authorization": f"Bearer {issue_token(session, user, timedelta(hours=1))[0]}"}
+        session.commit()
+    client = TestClient(create_app(registry))
+
+    def figures() -> dict:  # type: ignore[type-arg]
+        return client.get(f"/api/v1/cameras/{ids['rtsp']}/stream", headers=headers).json()
+
+    wait_for(lambda: figures().get("connected") is True and (figures().get("packets_per_second") or 0) > 0, 15)
+    live = figures()
+    assert live["codec"] == "h264" and live["connected"] is True
+    assert 2 <= live["packets_per_second"] <= 15 and live["keyframe_interval_seconds"] == 1.0
+    assert live["bitrate_kbps"] > 0 and live["reconnects"] >= 1
+    online = client.get(f"/api/v1/units/{county_id}/online", headers=headers).json()
+    assert (online["cameras"], online["online"], online["offline"]) == (5, 2, 3)
+    assert online["online_rate"] == 0.4
+    metrics = client.get("/metrics").text
+    assert f'lookout_unit_online_rate{{unit_id="{county_id}"}} 0.4' in metrics
+    assert f'lookout_stream_packets_per_second{{camera_id="{ids["rtsp"]}"}}' in metrics

@@ -10,12 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import CAMERA_WRITERS, Principal
 from api.deps import PathId, CurrentUser, ServicesDep, SessionDep, require
-from api.schemas.cameras import CameraCreate, CameraOut, CameraPage, CameraUpdate, ImportReportOut
+from api.schemas.cameras import CameraCreate, CameraOut, CameraPage, CameraUpdate, ImportReportOut, StreamFiguresOut
 from config.errors import InvalidInput
 from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
 from ingest.cameras import CameraStatus
 from ingest.csv_import import CameraImporter, template
 from ingest.fields import DbId, Tag, Text
+from ingest.stream_figures import read_figures
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
 Writer = Annotated[Principal, Depends(require(CAMERA_WRITERS))]
@@ -95,6 +96,14 @@ async def import_cameras(
 @router.get("/{camera_id}", response_model=CameraOut)
 def get_camera(camera_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep) -> dict[str, object]:
     return services.registry.get(session, camera_id, user.scope).public()
+
+
+@router.get("/{camera_id}/stream", response_model=StreamFiguresOut)
+def camera_stream(camera_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep) -> dict[str, object]:
+    """What the worker reading this camera measures now (empty while no worker reads it)."""
+    services.registry.get(session, camera_id, user.scope)
+    figures = read_figures(services.redis, [camera_id]).get(camera_id) if services.redis is not None else None
+    return {"camera_id": camera_id, **(figures or {})}
 
 
 @router.patch("/{camera_id}", response_model=CameraOut)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import exists, select
 
 from api.auth import UNIT_WRITERS, Principal, User
-from api.deps import PathId, CurrentUser, SessionDep, require
-from api.schemas.units import UnitCreate, UnitOut, UnitUpdate
+from api.deps import CurrentUser, PathId, ServicesDep, SessionDep, require
+from api.schemas.units import OnlineOut, UnitCreate, UnitOut, UnitUpdate
 from ingest import audit
 from ingest.cameras import Camera
 from ingest.fields import DbId
@@ -42,6 +42,16 @@ def add_unit(body: UnitCreate, user: Admin, session: SessionDep) -> Unit:
 @router.get("/{unit_id}", response_model=UnitOut)
 def read_unit(unit_id: PathId, user: CurrentUser, session: SessionDep) -> Unit:
     return get_unit(session, unit_id, user.scope)
+
+
+@router.get("/{unit_id}/online", response_model=OnlineOut)
+def unit_online(unit_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep) -> dict[str, object]:
+    """The online rate the centers are judged by, for this unit and everything under it."""
+    unit = get_unit(session, unit_id, user.scope)
+    counts = services.registry.online_by_unit(session, unit.path)[unit.id]
+    total = sum(counts.values())
+    return {"unit_id": unit.id, "cameras": total, **{k: counts.get(k, 0) for k in ("online", "offline", "degraded", "unknown")},
+            "online_rate": round(counts.get("online", 0) / total, 4) if total else None}
 
 
 @router.patch("/{unit_id}", response_model=UnitOut)

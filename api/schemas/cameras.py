@@ -57,3 +57,22 @@ class ImportReportOut(BaseModel):
     updated: int
     unchanged: int
     errors: list[RowErrorOut]
+
+
+class StreamFiguresOut(BaseModel):
+    """Figures of the live stream, from the worker that reads it; null fields when none does."""
+
+    camera_id: int
+    at: float | None = Field(None, description="Unix time of the measurement")
+    worker_id: str | None = None
+    connected: bool | None = None
+    codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    packets_per_second: float | None = None
+    decoded_per_second: float | None = None
+    bitrate_kbps: float | None = None
+    keyframe_interval_seconds: float | None = None
+    reconnects: int | None = None
+    decode_errors: int | None = None
+    last_error: str | None = None

@@ -34,3 +34,15 @@ class UnitOut(BaseModel):
     parent_id: int | None
     depth: int
     created_at: datetime
+
+
+class OnlineOut(BaseModel):
+    """Enabled cameras of a unit's whole subtree by status; online rate = online / cameras."""
+
+    unit_id: int
+    cameras: int
+    online: int
+    offline: int
+    degraded: int
+    unknown: int
+    online_rate: float | None
