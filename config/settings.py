@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     analysis_interval_seconds: float = Field(2.0, gt=0.05, le=3600, description="one analysed frame per camera this often")
     analysis_width: int = Field(640, ge=32, le=3840)
     analysis_height: int = Field(360, ge=32, le=2160)
+    segment_dir: Path | None = Field(None, description="rolling video for clips; default data_dir/segments")
+    segment_seconds: float = Field(10.0, ge=1, le=600)
+    segment_max_age_hours: float = Field(72.0, gt=0, description="older segments are deleted")
+    segment_max_gb: float = Field(50.0, gt=0, description="the oldest segments go first above this")
     stream_read_timeout_seconds: float = Field(
         5.0, gt=0.5, le=120, description="silence after which a camera is offline and its stream reopened")
 

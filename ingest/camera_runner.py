@@ -1,6 +1,7 @@
 """The readers of one worker's leased cameras, and what comes out of them every tick.
 
-`assign` / `release` are the worker's lease hooks. Each `tick` hands the latest due frame of
+`assign` / `release` are the worker's lease hooks; each reader also feeds its camera's
+segment writer (`ingest.segments`), whose retention runs here once a minute. Each `tick` hands the latest due frame of
 every camera to the detectors as ONE `FrameBatch` (until the detection core lands, through
 the cheap per-frame statistics only), turns what the readers saw into statuses
 (`detectors.camera_health`, all cameras at once), writes the changes to the registry and
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
@@ -27,11 +29,13 @@ from detectors.frame_stats import FrameStats, frame_stats
 from detectors.frames import FrameBatch
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, Credentials
+from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
+RETENTION_SECONDS = 60.0
 FIGURES_SECONDS = 5.0
 
 
@@ -41,6 +45,10 @@ class StreamSettings:
     interval: float = 2.0
     read_timeout: float = 5.0
     open_timeout: float = 5.0
+    segment_dir: Path | None = None  # None: keep no video
+    segment_seconds: float = 10.0
+    segment_max_age: float = 72 * 3600.0
+    segment_max_bytes: int = 50 * 2**30
 
 
 def with_credentials(url: str, credentials: Credentials | None) -> str:
@@ -77,6 +85,8 @@ class CameraRunner:
         self._seen_refreshed = 0.0
         self.figures = FigurePublisher(client, worker_id)
         self._figures_published = 0.0
+        self.segments: dict[int, SegmentWriter] = {}
+        self._retention_run = 0.0
 
     # -- lease hooks ----------------------------------------------------------------------
     def assign(self, camera_ids: set[int]) -> None:
@@ -95,10 +105,15 @@ class CameraRunner:
             except Exception as exc:
                 self.failures[camera_id] = str(exc)
                 continue
+            on_packet = None
+            if self.settings.segment_dir is not None:
+                writer = self.segments[camera_id] = SegmentWriter(
+                    camera_id, self.settings.segment_dir, self.settings.segment_seconds)
+                on_packet = lambda _id, packet, w=writer: w.write(packet)  # noqa: E731
             reader = self.reader_factory(
                 camera_id, with_credentials(public, creds), public_url=public, size=self.settings.size,
                 interval=self.settings.interval, read_timeout=self.settings.read_timeout,
-                open_timeout=self.settings.open_timeout,
+                open_timeout=self.settings.open_timeout, on_packet=on_packet,
             )
             self.readers[camera_id] = reader
             self.errors_seen[camera_id] = 0
@@ -111,6 +126,10 @@ class CameraRunner:
             reader.stop()
         for reader in readers:
             reader.join(timeout=self.settings.read_timeout + 5)
+        for camera_id in camera_ids:  # after the reader thread is gone: nobody writes any more
+            writer = self.segments.pop(camera_id, None)
+            if writer is not None:
+                writer.close()
         self.figures.forget(camera_ids)
         for camera_id in camera_ids:
             self.failures.pop(camera_id, None)
@@ -152,6 +171,9 @@ class CameraRunner:
         batch = self.collect()
         self.analyse(batch)
         self.update_health(now)
+        if self.settings.segment_dir is not None and now - self._retention_run >= RETENTION_SECONDS:
+            enforce_retention(self.settings.segment_dir, self.settings.segment_max_age, self.settings.segment_max_bytes)
+            self._retention_run = now
         if now - self._figures_published >= FIGURES_SECONDS:
             self.figures.publish({c: r.stats for c, r in self.readers.items()})
             self._figures_published = now

@@ -1,6 +1,7 @@
 """One camera's stream, read by a PyAV thread: always demux, decode only what is analysed.
 
-- Every packet is read (it keeps the RTSP session alive, and the segment store will take it).
+- Every packet is read (it keeps the RTSP session alive) and handed to `on_packet`, which is
+  how the segment store gets the video.
 - A frame is decoded only when the camera is due for analysis. While the analysis interval
   is at least the stream's keyframe interval, only keyframes reach the decoder
   (`skip_frame = NONKEY`, about 0.05× the cost of decoding everything); otherwise every packet
@@ -175,6 +176,8 @@ class StreamReader(threading.Thread):
                         if ahead > 0 and self._halt.wait(min(ahead, 1.0)):
                             return
                     self._on_packet(packet, pts, codec)
+                    if self.on_packet is not None:  # after decoding: the muxer may rewrite the packet
+                        self.on_packet(self.camera_id, packet)
                 else:
                     return
                 if not is_file:
@@ -189,8 +192,6 @@ class StreamReader(threading.Thread):
         stats.packets += 1
         stats.bytes += packet.size
         stats.last_packet_at = now
-        if self.on_packet is not None:
-            self.on_packet(self.camera_id, packet)
         if packet.is_keyframe:
             stats.keyframes += 1
             if stats._last_key_pts is not None and pts > stats._last_key_pts:

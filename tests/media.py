@@ -16,13 +16,13 @@ def make_clip(path: Path, codec: str = "h264", seconds: float = 3.0, fps: int = 
     fmt = None if path.suffix == ".mp4" else "h264" if codec == "h264" else "hevc"
     encoder = "libx264" if codec == "h264" else "libx265"
     with av.open(str(path), "w", format=fmt) as out:
-        stream = out.add_stream(encoder, rate=fps)
+        # no B-frames, fixed GOP: like most IP cameras. The encoder's own parameter string is
+        # the one that takes effect (plain `bframes` options are silently ignored).
+        params = f"keyint={gop}:min-keyint={gop}:bframes=0:scenecut=0"
+        options = {"x264-params": params} if codec == "h264" else {"x265-params": params + ":log-level=error"}
+        stream = out.add_stream(encoder, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.gop_size = gop
-        if codec == "h264":
-            stream.options = {"bframes": "0", "keyint": str(gop), "min-keyint": str(gop), "scenecut": "0"}
-        else:
-            stream.options = {"x265-params": f"keyint={gop}:min-keyint={gop}:bframes=0:scenecut=0:log-level=error"}
         y, x = np.mgrid[0:height, 0:width]
         for i in range(int(seconds * fps)):
             image = np.stack([(x + 8 * i) % 256, (y + 4 * i) % 256, np.full_like(x, (16 * i) % 256)], -1).astype(np.uint8)

@@ -70,7 +70,8 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     runner = CameraRunner(registry.sessions, registry.registry.cipher, client,
-                          StreamSettings(size=(160, 120), interval=0.5, read_timeout=3.0, open_timeout=3.0),
+                          StreamSettings(size=(160, 120), interval=0.5, read_timeout=3.0, open_timeout=3.0,
+                                         segment_dir=tmp_path / "segments", segment_seconds=2.0),
                           HealthRules(offline_after=3.0, online_hold=1.0))
     batches: list[int] = []
 
@@ -114,6 +115,10 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
         for text in [str(v) for v in status().values()] + [str(e) for e in events()]:
             assert PASSWORD not in text
         check_figures_and_online_rate(registry, ids, county.id)
+        from ingest.segments import read_index
+
+        wait_for(lambda: len(read_index(tmp_path / "segments" / str(ids["file"]))) >= 2, 10)  # video kept for clips
+        assert read_index(tmp_path / "segments" / str(ids["unreachable"])) == []
     finally:
         worker.stop_event.set()
         thread.join(20)
