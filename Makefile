@@ -27,6 +27,7 @@ test: $(VENV)/.test
 bench: $(VENV)/.test
 	$(PY) bench/import_cameras.py
 	$(PY) bench/list_cameras.py
+	$(PY) bench/ingest_soak.py
 
 clean:
 	rm -rf $(VENV) data bench/out

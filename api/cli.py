@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
 import secrets
 import signal
+import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -31,7 +33,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from api.app import create_app
-    from config.redis_server import EmbeddedRedis
+    from config.redis_server import EmbeddedRedis, die_with_parent
 
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; exit normally instead,
     # so that the `finally` below stops the embedded Redis.
@@ -43,8 +45,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         redis_url = embedded.start()
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         services = _services(settings, redis_url)
+        count = (os.cpu_count() or 1) if args.workers is None else args.workers
+        env = {**os.environ, "LOOKOUT_REDIS_URL": redis_url, "LOOKOUT_DATA_DIR": str(settings.data_dir.resolve()),
+               "LOOKOUT_DATABASE_URL": settings.resolved_database_url}
+        for _ in range(count):  # one machine runs everything: the API and a worker per core
+            workers.append(subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env,
+                                            preexec_fn=die_with_parent))
         if args.demo:
             from api import demo
 
@@ -59,6 +68,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
         services.close()
     finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         if embedded is not None:
             embedded.stop()
     return 0
@@ -210,6 +226,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="seed a demo county and print an admin token")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="ingest worker processes to run beside the API (default: one per core)")
     serve.set_defaults(run=cmd_serve)
     sub.add_parser("worker", help="run an ingest worker: takes its share of the cameras through Redis leases"
                    ).set_defaults(run=cmd_worker)

@@ -125,7 +125,8 @@ def main() -> int:
         env = {**os.environ, "LOOKOUT_DATABASE_URL": url, "LOOKOUT_SECRET_KEY": KEY, "LOOKOUT_DATA_DIR": str(folder),
                "LOOKOUT_PORT": str(port)}
         env.pop("LOOKOUT_REDIS_URL", None)
-        server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=env,
+        # no workers: the generated cameras point at 10.x addresses that must never be contacted
+        server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--workers", "0"], cwd=ROOT, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"

@@ -44,9 +44,9 @@ def find_redis_server() -> str:
     )
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the process that started it dies, so a
-    `kill -9` of Lookout leaves no server behind (Redis flushes its AOF on SIGTERM)."""
+def die_with_parent() -> None:
+    """Runs in a child before exec: SIGTERM it when the process that started it dies, so a
+    `kill -9` of Lookout leaves no server or worker behind (Redis flushes its AOF on SIGTERM)."""
     try:
         import ctypes
 
@@ -123,7 +123,7 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.folder / "redis.log"),
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         client = redis.Redis(unix_socket_path=str(self.socket))
         deadline = time.monotonic() + timeout
         try:

@@ -222,7 +222,9 @@ class StreamReader(threading.Thread):
         image = frames[-1].to_ndarray(width=width, height=height, format="rgb24")
         stats.decoded += 1
         stats.last_frame_at = now
-        self._next_due = now + self.interval
+        # 10 % slack: with an interval equal to the GOP, the next keyframe arriving a hair
+        # early must still count, or every other one would be skipped
+        self._next_due = now + 0.9 * self.interval
         with self._lock:
             self._latest = (time.time(), image)
 

@@ -15,6 +15,7 @@ import httpx
 from tests.conftest import free_port
 
 ROOT = Path(__file__).parents[1]
+SHARED_MEDIA = ROOT.parent / "shared" / "media"
 
 
 def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
     env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--demo", "--port", str(port)],
+        [sys.executable, "-m", "api.cli", "serve", "--demo", "--port", str(port), "--workers", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -46,6 +47,16 @@ def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
         cams = httpx.get(f"http://127.0.0.1:{port}/api/v1/cameras", params={"limit": 500}, headers=headers).json()
         assert {c["network"] for c in cams["items"]} >= {"tianwang", "xueliang", "huiyan", "emergency_broadcast",
                                                           "traffic", "urban_management", "department", "other"}
+        if SHARED_MEDIA.is_dir():  # the demo cameras play the shared clips: the workers stream them
+            def online() -> int:
+                listed = httpx.get(f"http://127.0.0.1:{port}/api/v1/cameras", params={"status": "online", "limit": 500},
+                                   headers=headers).json()
+                return len(listed["items"])
+
+            deadline = time.monotonic() + 60
+            while online() == 0:
+                assert time.monotonic() < deadline, "no demo camera came online"
+                time.sleep(0.5)
         assert (tmp_path / "data" / "lookout.db").exists()
         assert (tmp_path / "data" / "redis" / "redis.sock").exists()
     finally:
@@ -58,7 +69,8 @@ def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
     env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")
-    process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "0"],
+                               cwd=ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:

@@ -1,0 +1,158 @@
+"""Ingest on one worker: CPU per camera, keyframe-only against full decoding, and a soak.
+
+1080p H.264 (25 fps, a keyframe every 2 s) generated here with PyAV, played as looping `file:`
+cameras (real demux and decode, no network: the RTSP server would compete for the same two
+cores). Everything a worker does per camera runs: a reader thread, the segment writer, and a
+tick that batches the latest frames into one `FrameBatch` and computes their statistics.
+
+1. Side by side, same process: CPU per camera with one analysed frame per 2 s (keyframe-only
+   decoding) and with one per 0.5 s (the analysis interval is shorter than the GOP, so every
+   frame is decoded) — the latter with fewer cameras, so that it does not saturate the cores.
+2. Soak: 50 cameras for `--minutes` (default 10); RSS sampled every 10 s; growth measured from
+   the first minute's level to the end.
+Run: `make bench` or `.venv/bin/python bench/ingest_soak.py [--minutes 10] [--cameras 50]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detectors.frame_stats import frame_stats  # noqa: E402
+from detectors.frames import FrameBatch  # noqa: E402
+from ingest.segments import SegmentWriter, enforce_retention  # noqa: E402
+from ingest.stream_reader import StreamReader  # noqa: E402
+from tests.media import make_clip  # noqa: E402
+
+OUT = Path(__file__).with_name("out")
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Rig:
+    """`cameras` readers of `clip` with segment writers and a 1 s batching tick."""
+
+    def __init__(self, clip: Path, cameras: int, interval: float, folder: Path) -> None:
+        self.folder = folder
+        self.writers = [SegmentWriter(i, folder, 10.0) for i in range(cameras)]
+        self.readers = [
+            StreamReader(i, clip.as_uri(), size=(640, 360), interval=interval,
+                         on_packet=lambda _id, p, w=self.writers[i]: w.write(p))
+            for i in range(cameras)
+        ]
+        self.stop = threading.Event()
+        self.batches = 0
+        self.frames = 0
+        self.tick_thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        previous = None
+        while not self.stop.wait(1.0):
+            ids, times, frames = [], [], []
+            for r in self.readers:
+                latest = r.take_latest()
+                if latest is not None:
+                    ids.append(r.camera_id)
+                    times.append(latest[0])
+                    frames.append(latest[1])
+            batch = FrameBatch.stack(ids, times, frames)
+            if len(batch):
+                _, gray = frame_stats(batch, previous if previous is not None and len(previous) == len(batch) else None)
+                previous = gray
+                self.batches += 1
+                self.frames += len(batch)
+            enforce_retention(self.folder, 3600, 200 * 2**20)
+
+    def __enter__(self) -> Rig:
+        for r in self.readers:
+            r.start()
+        self.tick_thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for r in self.readers:
+            r.stop()
+        for r in self.readers:
+            r.join(10)
+        for w in self.writers:
+            w.close()
+        self.tick_thread.join(5)
+
+
+def cpu_per_camera(clip: Path, cameras: int, interval: float, seconds: float, folder: Path) -> dict[str, float]:
+    with Rig(clip, cameras, interval, folder) as rig:
+        time.sleep(5)  # warm up: connect, learn the GOP
+        decoded0 = sum(r.stats.decoded for r in rig.readers)
+        packets0 = sum(r.stats.packets for r in rig.readers)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        decoded = sum(r.stats.decoded for r in rig.readers) - decoded0
+        packets = sum(r.stats.packets for r in rig.readers) - packets0
+    return {"cameras": cameras, "interval_s": interval, "cpu_share_per_camera": round(cpu / wall / cameras, 4),
+            "decoded_per_camera_per_s": round(decoded / wall / cameras, 2),
+            "packets_per_camera_per_s": round(packets / wall / cameras, 2)}
+
+
+def main() -> int:
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--minutes", type=float, default=10.0)
+    args.add_argument("--cameras", type=int, default=50)
+    args.add_argument("--full-decode-cameras", type=int, default=4)
+    args.add_argument("--measure-seconds", type=float, default=60.0)
+    opts = args.parse_args()
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.monotonic()
+        clip = make_clip(folder / "1080p.mp4", seconds=10.0, fps=25, gop=50, size=(1920, 1080))
+        results["clip"] = {"size": "1920x1080", "fps": 25, "gop_frames": 50, "seconds": 10,
+                           "made_in_s": round(time.monotonic() - t0, 1)}
+        keyframes = cpu_per_camera(clip, opts.cameras, 2.0, opts.measure_seconds, folder / "a")
+        full = cpu_per_camera(clip, opts.full_decode_cameras, 0.5, opts.measure_seconds, folder / "b")
+        results["keyframe_only"] = keyframes
+        results["full_decode"] = full
+        results["cpu_ratio_keyframe_over_full"] = round(
+            keyframes["cpu_share_per_camera"] / full["cpu_share_per_camera"], 3)
+        samples = []
+        with Rig(clip, opts.cameras, 2.0, folder / "soak") as rig:
+            start = time.monotonic()
+            while time.monotonic() - start < opts.minutes * 60:
+                time.sleep(10)
+                samples.append((round(time.monotonic() - start), round(rss_mb(), 1)))
+            reconnects = sum(r.stats.reconnects for r in rig.readers)
+            errors = [r.stats.last_error for r in rig.readers if r.stats.last_error]
+            batches, frames = rig.batches, rig.frames
+        baseline = max(rss for t, rss in samples if t <= 60) if samples else rss_mb()
+        results["soak"] = {
+            "cameras": opts.cameras, "minutes": opts.minutes, "rss_mb_after_1_min": baseline,
+            "rss_mb_end": samples[-1][1], "rss_growth": round(samples[-1][1] / baseline - 1, 4),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "batches": batches, "frames_analysed": frames, "reconnects": reconnects, "errors": errors[:5],
+            "samples": samples,
+        }
+    OUT.mkdir(exist_ok=True)
+    (OUT / "ingest_soak.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "soak"} | {
+        "soak": {k: v for k, v in results["soak"].items() if k != "samples"}}, indent=2))  # type: ignore[union-attr]
+    ok = results["cpu_ratio_keyframe_over_full"] <= 0.1 and results["soak"]["rss_growth"] < 0.10  # type: ignore[index,operator]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
