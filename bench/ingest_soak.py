@@ -90,7 +90,7 @@ class Rig:
         for r in self.readers:
             r.join(10)
         for w in self.writers:
-            w.close()
+            w.finish()
         self.tick_thread.join(5)
 
 

@@ -129,7 +129,7 @@ class CameraRunner:
         for camera_id in camera_ids:  # after the reader thread is gone: nobody writes any more
             writer = self.segments.pop(camera_id, None)
             if writer is not None:
-                writer.close()
+                writer.finish()
         self.figures.forget(camera_ids)
         for camera_id in camera_ids:
             self.failures.pop(camera_id, None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +52,24 @@ class SegmentWriter:
         self._last_dts: int | None = None  # last DTS written
         self._last_in_dts: int | None = None  # last DTS received
         self.failures = 0
+        self._lock = threading.Lock()
+        self._finished = False
 
     def write(self, packet: av.Packet) -> None:
         """Take one demuxed packet. Packets sharing a PTS are one access unit that RTP
         delivered in pieces (parameter sets apart from the IDR slice): they are joined first."""
+        with self._lock:
+            if not self._finished:
+                self._write(packet)
+
+    def finish(self) -> None:
+        """Close for good. Safe from another thread than the reader's: a reader that outlived
+        its join can neither race the muxer being closed nor open a new segment afterwards."""
+        with self._lock:
+            self._finished = True
+            self.close()
+
+    def _write(self, packet: av.Packet) -> None:
         if packet.pts is None or packet.stream is None or not packet.time_base:
             return
         restarted = packet.dts is not None and self._last_in_dts is not None and packet.dts < self._last_in_dts

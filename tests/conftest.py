@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 import os
@@ -163,6 +163,27 @@ def login(services: Services):  # type: ignore[no-untyped-def]
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture
+def sqlite_services(redis_url: str, tmp_path: Path) -> Iterator[Services]:
+    """A private SQLite registry with the session's Redis, for tests of the ingest side."""
+    services = build_services(make_settings(f"sqlite:///{tmp_path / 'registry.db'}", redis_url, tmp_path))
+    upgrade(services.engine)
+    assert services.redis is not None
+    services.redis.flushdb()
+    yield services
+    services.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Poll `condition` until it holds; the seconds it took. Fails after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.05)
+    return time.monotonic() - start
 
 
 def camera_body(unit: Unit, name: str = "cam", **extra: object) -> dict[str, object]:

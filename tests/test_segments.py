@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -11,18 +10,13 @@ import pytest
 
 from ingest.segments import SegmentWriter, enforce_retention, read_index
 from ingest.stream_reader import StreamReader
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
 
 GOP = 1.0  # make_clip: 10 fps, a keyframe every 10 frames
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"not within {timeout} s"
-        time.sleep(0.1)
 
 
 def record(tmp_path: Path, seconds: float, segment_seconds: float = 2.0) -> tuple[Path, RtspServer]:
@@ -38,7 +32,7 @@ def record(tmp_path: Path, seconds: float, segment_seconds: float = 2.0) -> tupl
     finally:
         reader.stop()
         reader.join(10)
-        writer.close()
+        writer.finish()
     assert writer.failures == 0  # every packet reached a segment
     return root, server
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import gc
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ingest.stream_reader import StreamReader
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
 
@@ -32,12 +31,6 @@ def server(clips: dict[str, Path]) -> Iterator[RtspServer]:
     rtsp.kill()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"not within {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def reader(url: str, **kwargs: object) -> StreamReader:

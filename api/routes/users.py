@@ -13,7 +13,6 @@ from api.deps import PathId, CurrentUser, ServicesDep, SessionDep, require
 from api.schemas.users import TokenOut, TokenRequest, UserCreate, UserOut, UserUpdate
 from config.errors import Conflict, Forbidden, NotFound
 from ingest import audit
-from ingest.fields import DbId
 from ingest.units import get_unit, subtree_ids
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
