@@ -117,7 +117,3 @@ class Leases:
         ids = list(camera_ids)
         for start in range(0, len(ids), 5000):
             self._release(keys=[f"{LEASE}{c}" for c in ids[start:start + 5000]], args=[self.worker_id])
-
-    def holder(self, camera_id: int) -> str | None:
-        value = self.client.get(f"{LEASE}{camera_id}")
-        return value.decode() if isinstance(value, bytes) else value
