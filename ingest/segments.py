@@ -75,7 +75,6 @@ class SegmentWriter:
         restarted = packet.dts is not None and self._last_in_dts is not None and packet.dts < self._last_in_dts
         if packet.stream is not self._source or restarted:
             # a new connection, or a looping file starting over: a new timeline, a new segment
-            self._flush_pending()
             self.close()
             self._source = packet.stream
             self._anchor = None
@@ -94,18 +93,21 @@ class SegmentWriter:
         self._flush_pending()
         self._pending = packet
 
-    def _flush_pending(self) -> None:
+    def _flush_pending(self, may_open: bool = True) -> None:
+        """Write the held packet. `may_open=False` when closing: the packet's input stream
+        may belong to a container the reader has already closed, so it may go into the open
+        segment (whose output stream is ours) but must not be used to open a new one."""
         packet, self._pending = self._pending, None
-        if packet is None:
+        if packet is None or (not may_open and self._current is None):
             return
         # RTSP demuxing leaves DTS missing or behind; the muxer needs it strictly increasing
         dts = packet.dts if packet.dts is not None else packet.pts
         if self._last_dts is not None and dts <= self._last_dts:
             dts = packet.pts if packet.pts > self._last_dts else self._last_dts + 1
         packet.dts = self._last_dts = dts
-        self._mux(packet)
+        self._mux(packet, may_open)
 
-    def _mux(self, packet: av.Packet) -> None:
+    def _mux(self, packet: av.Packet, may_open: bool) -> None:
         pts = float(packet.pts * packet.time_base)
         duration = float((packet.duration or 0) * packet.time_base)
         if self._anchor is None:
@@ -115,7 +117,7 @@ class SegmentWriter:
             if not packet.is_keyframe:
                 return  # a segment must start with a keyframe to be playable on its own
             current = self._current = self._open(packet, pts)
-        elif packet.is_keyframe and pts - current.start_pts >= self.segment_seconds:
+        elif may_open and packet.is_keyframe and pts - current.start_pts >= self.segment_seconds:
             self.close()
             current = self._current = self._open(packet, pts)
         if packet.is_keyframe:
@@ -141,7 +143,7 @@ class SegmentWriter:
 
     def close(self) -> None:
         """Finish the open segment, if any, and add it to the index."""
-        self._flush_pending()
+        self._flush_pending(may_open=False)
         current, self._current = self._current, None
         if current is None:
             return

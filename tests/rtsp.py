@@ -11,9 +11,10 @@ SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
 
 class RtspServer:
-    def __init__(self, port: int, mounts: dict[str, Path]) -> None:
+    def __init__(self, port: int, mounts: dict[str, Path], auth: str | None = None) -> None:
         self.port = port
         self.mounts = mounts
+        self.auth = auth  # "user:password" required on every mount
         self.process: subprocess.Popen[str] | None = None
 
     def url(self, mount: str) -> str:
@@ -23,6 +24,8 @@ class RtspServer:
         args = [SYSTEM_PYTHON, str(SCRIPT), "--port", str(self.port)]
         for name, path in self.mounts.items():
             args += ["--mount", f"{name}={path}"]
+        if self.auth:
+            args += ["--auth", self.auth]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()

@@ -74,17 +74,32 @@ def main():
     args.add_argument("--port", type=int, required=True)
     args.add_argument("--fps", type=int, default=10)
     args.add_argument("--mount", action="append", default=[], help="name=path; codec from the suffix .h264/.h265")
+    args.add_argument("--auth", help="user:password required on every mount (basic auth)")
     opts = args.parse_args()
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(opts.port))
+    permissions = None
+    if opts.auth:
+        user, password = opts.auth.split(":", 1)
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", user)
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role(user, "media.factory.access", True)
+        permissions.add_permission_for_role(user, "media.factory.construct", True)
     mounts = server.get_mount_points()
     for spec in opts.mount:
         name, path = spec.split("=", 1)
         codec = "h265" if path.endswith((".h265", ".hevc")) else "h264"
         units, caps = load_access_units(path, codec)
-        mounts.add_factory(f"/{name}", LoopingFactory(units, caps, codec, opts.fps))
+        factory = LoopingFactory(units, caps, codec, opts.fps)
+        if permissions is not None:
+            factory.set_permissions(permissions)
+        mounts.add_factory(f"/{name}", factory)
     if server.attach(None) == 0:
         raise SystemExit(f"cannot listen on port {opts.port}")
     print(f"READY {opts.port}", flush=True)

@@ -72,3 +72,21 @@ def test_retention_removes_oldest_first_and_holds_the_cap(recorded: Path) -> Non
     newest_start = float(left[-1]["start"])
     enforce_retention(recorded, max_age_seconds=1.0, max_bytes=10**12, now=newest_start + 0.5)
     assert [e["path"] for e in read_index(recorded / "7")] == [left[-1]["path"]]  # older than 1 s: gone
+
+
+def test_finishing_after_the_source_closed_never_touches_its_stream(tmp_path: Path) -> None:
+    """Regression: `finish()` used to open a segment from the held packet's input stream after
+    the reader had closed that container: a use-after-free that crashed the worker."""
+    import gc
+
+    clip = make_clip(tmp_path / "c.mp4", seconds=1.0)
+    writer = SegmentWriter(1, tmp_path / "segments", 10.0)
+    with av.open(str(clip)) as source:
+        first = next(p for p in source.demux(video=0) if p.size)
+        assert first.is_keyframe
+        writer.write(first)  # held back: pieces of one access unit are joined before writing
+    gc.collect()
+    writer.finish()
+    assert read_index(tmp_path / "segments" / "1") == [] and writer.failures == 0
+    writer.write(first)  # and nothing is written after finish
+    assert list((tmp_path / "segments" / "1").glob("*.ts")) == []

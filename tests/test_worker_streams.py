@@ -32,6 +32,7 @@ PASSWORD = "cam-secret-8812"
 def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services, redis_url: str, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "a.h264")
     server = RtspServer(free_port(), {"h264": clip}).start()
+    guarded = RtspServer(free_port(), {"h264": clip}, auth=f"admin:{PASSWORD}").start()
     mp4 = make_clip(tmp_path / "b.mp4", seconds=2.0)
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video\n" * 100)
@@ -41,13 +42,16 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
         "unreachable": (f"rtsp://127.0.0.1:{free_port()}/x", None),
         "not_video": (not_video.as_uri(), None),
         "no_such_mount": (f"rtsp://127.0.0.1:{server.port}/nope", None),
+        "auth_ok": (guarded.url("h264"), None),
+        "auth_bad": (guarded.url("h264"), None),
     }
     with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
         ids = {}
         for name, (main, sub) in urls.items():
+            password = "wrong-password-5531" if name == "auth_bad" else PASSWORD
             spec = CameraSpec(name=name, network="xueliang", unit_id=county.id, main_stream_url=main,
-                              sub_stream_url=sub, username="admin", password=PASSWORD)
+                              sub_stream_url=sub, username="admin", password=password)
             ids[name] = sqlite_services.registry.create(session, spec, county.path, "test").id
         session.commit()
 
@@ -75,22 +79,24 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
         return [Event.from_fields(fields) for _, fields in client.xrange(EVENTS_STREAM)]
 
     try:
-        wait_for(lambda: status()["rtsp"][0] == "online" and status()["file"][0] == "online", 20)
-        wait_for(lambda: all(status()[n][0] == "offline" for n in ("unreachable", "not_video", "no_such_mount")), 20)
+        wait_for(lambda: all(status()[n][0] == "online" for n in ("rtsp", "file", "auth_ok")), 20)
+        bad = ("unreachable", "not_video", "no_such_mount", "auth_bad")
+        wait_for(lambda: all(status()[n][0] == "offline" for n in bad), 20)
         now = status()
         assert "refused" in now["unreachable"][1].lower() or "connection" in now["unreachable"][1].lower()
         assert "invalid data" in now["not_video"][1].lower()
         assert "404" in now["no_such_mount"][1] or "not found" in now["no_such_mount"][1].lower()
-        assert max(batches) >= 2  # the streaming cameras' frames came as one batch per tick
+        assert now["auth_bad"][1] == "authentication failed (401)"
+        wait_for(lambda: max(batches) >= 2, 15)  # the streaming cameras' frames come as one batch per tick
         assert runner.last_stats is not None and np.isfinite(runner.last_stats.brightness).all()
         offline_events = {e.camera_id for e in events() if e.kind == "camera_offline"}
-        assert offline_events == {ids["unreachable"], ids["not_video"], ids["no_such_mount"]}
+        assert offline_events == {ids[n] for n in bad}
 
         server.kill()
         killed = time.monotonic()
         wait_for(lambda: status()["rtsp"][0] == "offline", 3.0 + 3.0)
         assert time.monotonic() - killed < 6.0
-        assert status()["file"][0] == "online"  # the other camera is unaffected
+        assert status()["file"][0] == status()["auth_ok"][0] == "online"  # the others are unaffected
         server.start()
         wait_for(lambda: status()["rtsp"][0] == "online", 10 + 1.0 + 1.0)
         kinds = [e.kind for e in events() if e.camera_id == ids["rtsp"]]
@@ -107,6 +113,7 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
         thread.join(20)
         runner.stop()
         server.kill()
+        guarded.kill()
     assert not thread.is_alive() and not runner.readers
 
 
@@ -137,8 +144,8 @@ def check_figures_and_online_rate(sqlite_services: Services, ids: dict[str, int]
     assert live["keyframe_interval_seconds"] == 1.0
     assert live["bitrate_kbps"] > 0 and live["reconnects"] >= 1
     online = client.get(f"/api/v1/units/{county_id}/online", headers=headers).json()
-    assert (online["cameras"], online["online"], online["offline"]) == (5, 2, 3)
-    assert online["online_rate"] == 0.4
+    assert (online["cameras"], online["online"], online["offline"]) == (7, 3, 4)
+    assert online["online_rate"] == round(3 / 7, 4)
     metrics = client.get("/metrics").text
-    assert f'lookout_unit_online_rate{{unit_id="{county_id}"}} 0.4' in metrics
+    assert f'lookout_unit_online_rate{{unit_id="{county_id}"}} {3 / 7}' in metrics
     assert f'lookout_stream_packets_per_second{{camera_id="{ids["rtsp"]}"}}' in metrics
