@@ -6,6 +6,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from config.redis_server import die_with_parent
+
 SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi lives there, not in the venv
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
@@ -26,7 +28,9 @@ class RtspServer:
             args += ["--mount", f"{name}={path}"]
         if self.auth:
             args += ["--auth", self.auth]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # dies with the test process, even when that one crashes
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        preexec_fn=die_with_parent)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.startswith("READY"):

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
+from config.redis_server import die_with_parent
 from ingest.assignment import LEASE, WORKERS, rendezvous
 from ingest.units import create_unit
 from tests.conftest import SECRET, wait_for
@@ -49,14 +50,15 @@ def start_worker(services: Services, redis_url: str, tmp_path: Path, n: int) -> 
            "LOOKOUT_WORKER_STEP_SECONDS": "1"}
     log = (tmp_path / f"worker{n}.log").open("wb")  # structured logs, kept for a failing run
     return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
 
 def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_within_5s(
     sqlite_services: Services, redis_url: str, tmp_path: Path
 ) -> None:
-    from api.auth import Role, User, hash_password, issue_token
     from datetime import timedelta
+
+    from api.auth import Role, User, hash_password, issue_token
 
     with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
