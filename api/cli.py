@@ -33,7 +33,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from api.app import create_app
-    from config.redis_server import EmbeddedRedis, die_with_parent
+    from config.processes import die_with_parent
+    from config.redis_server import EmbeddedRedis
 
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; exit normally instead,
     # so that the `finally` below stops the embedded Redis.
@@ -82,9 +83,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from api.migrate import upgrade
+    from api.services import secret_key
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
-    from api.services import secret_key
     from ingest.camera_runner import CameraRunner, StreamSettings
     from ingest.credentials import CredentialCipher
     from ingest.worker import IngestWorker, new_worker_id

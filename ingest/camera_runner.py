@@ -1,8 +1,8 @@
 """The readers of one worker's leased cameras, and what comes out of them every tick.
 
 `assign` / `release` are the worker's lease hooks; each reader also feeds its camera's
-segment writer (`ingest.segments`), whose retention runs here once a minute. Each `tick` hands the latest due frame of
-every camera to the detectors as ONE `FrameBatch` (until the detection core lands, through
+segment writer (`ingest.segments`), whose retention runs here once a minute. Each `tick`
+hands the latest due frame of every camera to the detectors as ONE `FrameBatch` (until the detection core lands, through
 the cheap per-frame statistics only), turns what the readers saw into statuses
 (`detectors.camera_health`, all cameras at once), writes the changes to the registry and
 publishes `camera_offline` / `camera_online` events on `lookout:events`.
@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import redis
@@ -28,7 +27,7 @@ from detectors.events import EVENTS_STREAM, Event
 from detectors.frame_stats import FrameStats, frame_stats
 from detectors.frames import FrameBatch
 from ingest.cameras import Camera
-from ingest.credentials import CredentialCipher, Credentials
+from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader
@@ -49,15 +48,6 @@ class StreamSettings:
     segment_seconds: float = 10.0
     segment_max_age: float = 72 * 3600.0
     segment_max_bytes: int = 50 * 2**30
-
-
-def with_credentials(url: str, credentials: Credentials | None) -> str:
-    """The URL a reader opens: the stored credentials put back as userinfo."""
-    if credentials is None or url.startswith("file:"):
-        return url
-    parts = urlsplit(url)
-    netloc = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}@{parts.netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class CameraRunner:
@@ -111,7 +101,7 @@ class CameraRunner:
                     camera_id, self.settings.segment_dir, self.settings.segment_seconds)
                 on_packet = lambda _id, packet, w=writer: w.write(packet)  # noqa: E731
             reader = self.reader_factory(
-                camera_id, with_credentials(public, creds), public_url=public, size=self.settings.size,
+                camera_id, join_userinfo(public, creds), public_url=public, size=self.settings.size,
                 interval=self.settings.interval, read_timeout=self.settings.read_timeout,
                 open_timeout=self.settings.open_timeout, on_packet=on_packet,
             )
@@ -183,11 +173,12 @@ class CameraRunner:
         ids = np.array(sorted(self.readers.keys() | self.failures.keys()), dtype=np.int64)
         if not len(ids):
             return
-        silence = np.array([self.readers[c].silent_for(now) if c in self.readers else np.inf for c in ids.tolist()])
+        silence = np.full(len(ids), np.inf)  # a camera without a reader has never sent anything
         errors = np.zeros(len(ids), np.int64)
-        for i, c in enumerate(ids.tolist()):
+        for i, c in enumerate(ids.tolist()):  # one pass over the reader objects
             reader = self.readers.get(c)
             if reader is not None:
+                silence[i] = reader.silent_for(now)
                 errors[i] = reader.stats.decode_errors - self.errors_seen[c]
                 self.errors_seen[c] = reader.stats.decode_errors
         changed, old, new = self.health.observe(ids, silence, errors, now)

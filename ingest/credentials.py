@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -76,3 +76,13 @@ def split_userinfo(url: str) -> tuple[str, Credentials | None]:
     netloc = host + (f":{parts.port}" if parts.port else "")
     clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return clean, Credentials(unquote(parts.username or ""), unquote(parts.password or ""))
+
+
+def join_userinfo(url: str, credentials: Credentials | None) -> str:
+    """The inverse of `split_userinfo`: the URL a reader opens, credentials put back in.
+    Only ever handed to the reader, never stored or shown."""
+    if credentials is None or url.startswith("file:"):
+        return url
+    parts = urlsplit(url)
+    netloc = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}@{parts.netloc}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

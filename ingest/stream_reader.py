@@ -135,7 +135,7 @@ class StreamReader(threading.Thread):
             self._halt.wait(backoff * random.uniform(0.5, 1.0))
             backoff = min(self.max_backoff, backoff * 2)
 
-    def _open(self, source: str, is_file: bool) -> av.container.InputContainer:
+    def _open(self, source: str) -> av.container.InputContainer:
         options: dict[str, str] = {}
         if source.startswith("rtsp"):
             # FFmpeg's own socket timeout (µs): a frozen server keeps TCP open, and the RTSP
@@ -145,7 +145,7 @@ class StreamReader(threading.Thread):
 
     def _session(self) -> None:
         source, is_file = source_of(self.url)
-        with self._open(source, is_file) as container:
+        with self._open(source) as container:
             if not container.streams.video:
                 raise StreamEnded("no video stream")
             stream = container.streams.video[0]

@@ -6,7 +6,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from config.redis_server import die_with_parent
+from config.processes import die_with_parent
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi lives there, not in the venv
 SCRIPT = Path(__file__).with_name("rtsp_server.py")

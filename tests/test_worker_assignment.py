@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
-from config.redis_server import die_with_parent
+from config.processes import die_with_parent
 from ingest.assignment import LEASE, WORKERS, rendezvous
 from ingest.units import create_unit
 from tests.conftest import SECRET, wait_for
