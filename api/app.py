@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from api.metrics import HttpMetrics, RegistryCollector
-from api.routes import audit, cameras, health, units, users
+from api.routes import audit, cameras, health, onvif, units, users
 from api.services import Services
 from config.errors import LookoutError
 
@@ -59,6 +59,6 @@ def create_app(services: Services) -> FastAPI:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
-    for module in (health, users, units, cameras, audit):
+    for module in (health, users, units, onvif, cameras, audit):
         app.include_router(module.router)
     return app

@@ -33,6 +33,7 @@ class Role(str, enum.Enum):
 
 
 CAMERA_WRITERS = frozenset({Role.admin, Role.technician})
+PTZ_OPERATORS = frozenset({Role.admin, Role.operator, Role.technician})
 UNIT_WRITERS = frozenset({Role.admin})
 USER_ADMINS = frozenset({Role.admin})
 

@@ -67,3 +67,20 @@ class Unavailable(LookoutError):
     """A backing service (database, Redis) cannot be reached (503)."""
 
     status = 503
+
+
+class DeviceError(LookoutError):
+    """A camera or other device on the network answered wrongly, or could not be reached (502)."""
+
+    status = 502
+
+
+class DeviceTimeout(DeviceError):
+    """A device did not answer in time (504)."""
+
+    status = 504
+
+
+class DeviceAuthFailed(InvalidInput):
+    """A device refused the credentials it was given (422: the caller's input is wrong, not
+    their Lookout login, so not 401)."""

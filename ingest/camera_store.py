@@ -247,6 +247,30 @@ class CameraRegistry:
                     totals[ancestor][status] = totals[ancestor].get(status, 0) + int(count)
         return totals
 
+    def at_onvif_addresses(
+        self, session: Session, addresses: Sequence[tuple[str, int]], scope: str
+    ) -> dict[tuple[str, int], tuple[bool, list[int]]]:
+        """For each (host, port): whether any camera of the registry is registered there, and
+        the ids of those inside `scope`. A camera without a port counts at port 80."""
+        hosts = sorted({host for host, _ in addresses})
+        found: dict[tuple[str, int], tuple[bool, list[int]]] = {address: (False, []) for address in addresses}
+        if not hosts:
+            return found
+        rows = session.execute(
+            select(Camera.id, Camera.onvif_host, Camera.onvif_port, Unit.path)
+            .join(Unit, Unit.id == Camera.unit_id)
+            .where(Camera.onvif_host.in_(hosts))
+            .order_by(Camera.id)
+        ).all()
+        for camera_id, host, port, path in rows:
+            key = (host, port or 80)
+            if key in found:
+                ids = found[key][1]
+                if in_scope(path, scope):
+                    ids.append(camera_id)
+                found[key] = (True, ids)
+        return found
+
     def status_counts(self, session: Session) -> list[tuple[str, str, int]]:
         """(network, status, count) over the whole registry, for /metrics."""
         rows = session.execute(

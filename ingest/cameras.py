@@ -50,7 +50,7 @@ class Camera(Base):
     address: Mapped[str | None] = mapped_column(String(500))
     main_stream_url: Mapped[str | None] = mapped_column(String(1000))
     sub_stream_url: Mapped[str | None] = mapped_column(String(1000))
-    onvif_host: Mapped[str | None] = mapped_column(String(255))
+    onvif_host: Mapped[str | None] = mapped_column(String(255), index=True)
     onvif_port: Mapped[int | None] = mapped_column(Integer)
     device_id: Mapped[str | None] = mapped_column(String(20), unique=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -43,10 +43,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server for this test session, on a free port."""
-    folder = tmp_path_factory.mktemp("redis")
+def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a free port of this thread's network namespace, and its URL."""
     port = free_port()
     process = subprocess.Popen(
         [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -63,7 +61,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     else:
         process.kill()
         raise RuntimeError("private redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0"
+    client.close()
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private redis-server for this test session, on a free port."""
+    process, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
     process.terminate()
     process.wait(10)
 
@@ -145,22 +151,26 @@ def tree(services: Services) -> Tree:
         return Tree(county, town_a, town_b, a1, a2, b1)
 
 
+def bearer_headers(services: Services, role: str, unit: Unit, username: str) -> dict[str, str]:
+    """Headers with a bearer token for a new user of that role and unit."""
+    from datetime import timedelta
+
+    with services.sessions() as session:
+        user = User(username=username, role=Role(role).value, unit_id=unit.id, password_hash=_PASSWORD_HASH)
+        session.add(user)
+        session.flush()
+        token, _ = issue_token(session, user, timedelta(hours=1))
+        session.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def login(services: Services):  # type: ignore[no-untyped-def]
     """`login(role, unit)` → headers with a bearer token for a new user of that role and unit."""
     counter = iter(range(1_000_000))
 
     def make(role: str, unit: Unit, username: str | None = None) -> dict[str, str]:
-        with services.sessions() as session:
-            user = User(username=username or f"{role}{next(counter)}", role=Role(role).value, unit_id=unit.id,
-                        password_hash=_PASSWORD_HASH)
-            session.add(user)
-            session.flush()
-            from datetime import timedelta
-
-            token, _ = issue_token(session, user, timedelta(hours=1))
-            session.commit()
-        return {"Authorization": f"Bearer {token}"}
+        return bearer_headers(services, role, unit, username or f"{role}{next(counter)}")
 
     return make
 

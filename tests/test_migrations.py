@@ -56,6 +56,6 @@ def test_sqlite_file_upgrades_from_nothing(tmp_path: Path) -> None:
     upgrade(engine)
     upgrade(engine)  # idempotent
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()

@@ -24,6 +24,9 @@ def test_township_operator_gets_404_or_403_on_every_route_of_another_township(
         ("GET", f"/api/v1/cameras/{cam_b['id']}", None),
         ("PATCH", f"/api/v1/cameras/{cam_b['id']}", {"name": "x"}),
         ("DELETE", f"/api/v1/cameras/{cam_b['id']}", None),
+        ("GET", f"/api/v1/cameras/{cam_b['id']}/stream", None),
+        ("GET", f"/api/v1/cameras/{cam_b['id']}/ptz/presets", None),  # refused before any device is contacted
+        ("POST", f"/api/v1/cameras/{cam_b['id']}/ptz/goto-preset", {"preset": "gate"}),
         ("POST", "/api/v1/cameras", camera_body(tree.village_b1, "x")),
         ("GET", f"/api/v1/cameras?unit={b_unit}", None),
         ("GET", f"/api/v1/units/{b_unit}", None),
