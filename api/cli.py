@@ -107,7 +107,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         size=(settings.analysis_width, settings.analysis_height), interval=settings.analysis_interval_seconds,
         read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds,
         segment_dir=settings.segment_dir or settings.data_dir / "segments", segment_seconds=settings.segment_seconds,
-        segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30)),
+        segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30),
+        figures_interval=settings.stream_figures_seconds),
         worker_id=worker_id)
     worker = IngestWorker(sessions, client, worker_id, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
                           on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
         9.0, gt=0.5, le=300, description="a worker silent this long is dead and its cameras move"
     )
     worker_step_seconds: float = Field(2.0, gt=0.05, le=60, description="how often a worker renews and rebalances")
+    stream_figures_seconds: float = Field(5.0, gt=0, le=300, description="how often a worker publishes stream figures")
     analysis_interval_seconds: float = Field(2.0, gt=0.05, le=3600, description="one analysed frame per camera this often")
     analysis_width: int = Field(640, ge=32, le=3840)
     analysis_height: int = Field(360, ge=32, le=2160)

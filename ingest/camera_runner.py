@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import redis
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +29,7 @@ from detectors.frame_stats import FrameStats, frame_stats
 from detectors.frames import FrameBatch
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
+from ingest.fields import StreamUrl
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader
@@ -35,7 +37,18 @@ from ingest.stream_reader import StreamReader
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
 RETENTION_SECONDS = 60.0
-FIGURES_SECONDS = 5.0
+
+
+_STREAM_URL: TypeAdapter[str] = TypeAdapter(StreamUrl)
+
+
+def malformed_stream_url(url: str) -> str | None:
+    """Why `url` is not a stream URL the API would accept, or None when it is."""
+    try:
+        _STREAM_URL.validate_python(url)
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class StreamSettings:
     segment_seconds: float = 10.0
     segment_max_age: float = 72 * 3600.0
     segment_max_bytes: int = 50 * 2**30
+    figures_interval: float = 5.0  # seconds between publications of the stream figures
 
 
 class CameraRunner:
@@ -89,6 +103,10 @@ class CameraRunner:
             public = sub or main  # the sub stream is enough for analysis and far cheaper
             if not public:
                 self.failures[camera_id] = "no stream URL"
+                continue
+            malformed = malformed_stream_url(public)
+            if malformed:  # stored before validation existed, or edited in the database
+                self.failures[camera_id] = f"malformed stream URL: {malformed}"
                 continue
             try:
                 creds = self.cipher.open(sealed, camera_id) if sealed else None
@@ -164,7 +182,7 @@ class CameraRunner:
         if self.settings.segment_dir is not None and now - self._retention_run >= RETENTION_SECONDS:
             enforce_retention(self.settings.segment_dir, self.settings.segment_max_age, self.settings.segment_max_bytes)
             self._retention_run = now
-        if now - self._figures_published >= FIGURES_SECONDS:
+        if now - self._figures_published >= self.settings.figures_interval:
             self.figures.publish({c: r.stats for c, r in self.readers.items()})
             self._figures_published = now
         return batch

@@ -52,6 +52,7 @@ class FigurePublisher:
                 "height": s.height,
                 "packets_per_second": rate(s.packets, mark.packets) if mark else None,
                 "decoded_per_second": rate(s.decoded, mark.decoded) if mark else None,
+                "frames_decoded": s.decoded,
                 "bitrate_kbps": (round((s.bytes - mark.bytes) * 8 / span / 1000, 1) if mark and span > 0 else None),
                 "keyframe_interval_seconds": None if s.keyframe_interval is None else round(s.keyframe_interval, 3),
                 "reconnects": s.reconnects,

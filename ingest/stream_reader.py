@@ -57,6 +57,16 @@ class StreamEnded(Exception):
     """The source stopped sending: a disconnect for a camera."""
 
 
+class UnsupportedStream(Exception):
+    """The source sends video Lookout does not handle; retried all the same (slowly), since
+    a technician may reconfigure the camera."""
+
+
+#: What the cameras of these networks send (GB/T 28181 requires H.264 or H.265), and what the
+#: MPEG-TS segment store can hold without re-encoding.
+SUPPORTED_CODECS = frozenset({"h264", "hevc"})
+
+
 def source_of(url: str) -> tuple[str, bool]:
     """(what to give av.open, whether it is a looping file)."""
     parts = urlsplit(url)
@@ -150,6 +160,9 @@ class StreamReader(threading.Thread):
                 raise StreamEnded("no video stream")
             stream = container.streams.video[0]
             codec = stream.codec_context
+            if codec.name not in SUPPORTED_CODECS:
+                raise UnsupportedStream(f"unsupported video codec {codec.name}: set the camera's encoder to "
+                                        "H.264 or H.265")
             # One decoding thread per camera: frame threading would hold each frame back until
             # later packets arrive (and keyframe-only decoding feeds one packet at a time);
             # parallelism comes from the many cameras of a worker instead.

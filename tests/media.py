@@ -14,12 +14,13 @@ def make_clip(path: Path, codec: str = "h264", seconds: float = 3.0, fps: int = 
     keyframe every `gop` frames."""
     width, height = size
     fmt = None if path.suffix == ".mp4" else "h264" if codec == "h264" else "hevc"
-    encoder = "libx264" if codec == "h264" else "libx265"
+    encoder = {"h264": "libx264", "h265": "libx265"}.get(codec, codec)  # others: FFmpeg's own, e.g. mpeg4
     with av.open(str(path), "w", format=fmt) as out:
         # no B-frames, fixed GOP: like most IP cameras. The encoder's own parameter string is
         # the one that takes effect (plain `bframes` options are silently ignored).
         params = f"keyint={gop}:min-keyint={gop}:bframes=0:scenecut=0"
-        options = {"x264-params": params} if codec == "h264" else {"x265-params": params + ":log-level=error"}
+        options = ({"x264-params": params} if codec == "h264" else {"x265-params": params + ":log-level=error"}
+                   if codec == "h265" else {})
         stream = out.add_stream(encoder, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.gop_size = gop

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,10 @@ from api.services import Services
 from config.processes import die_with_parent
 from ingest.assignment import LEASE, WORKERS, rendezvous
 from ingest.units import create_unit
-from tests.conftest import SECRET, wait_for
+from ingest.stream_figures import read_figures
+from tests.conftest import SECRET, free_port, wait_for
+from tests.media import make_clip
+from tests.rtsp import RtspServer
 
 ROOT = Path(__file__).parents[1]
 
@@ -36,10 +40,6 @@ def test_rendezvous_is_balanced_and_moves_only_the_dead_workers_cameras() -> Non
     assert (before[moved] == "c").all() and moved.sum() == counts[2]
 
 
-
-
-
-
 def holders(client: redis.Redis, ids: list[int]) -> list[str | None]:
     return [v.decode() if v else None for v in client.mget([f"{LEASE}{i}" for i in ids])]
 
@@ -47,13 +47,15 @@ def holders(client: redis.Redis, ids: list[int]) -> list[str | None]:
 def start_worker(services: Services, redis_url: str, tmp_path: Path, n: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LOOKOUT_DATABASE_URL": services.settings.resolved_database_url, "LOOKOUT_REDIS_URL": redis_url,
            "LOOKOUT_SECRET_KEY": SECRET, "LOOKOUT_DATA_DIR": str(tmp_path), "LOOKOUT_WORKER_TTL_SECONDS": "6",
-           "LOOKOUT_WORKER_STEP_SECONDS": "1"}
+           "LOOKOUT_WORKER_STEP_SECONDS": "1", "LOOKOUT_STREAM_FIGURES_SECONDS": "0.5",
+           "LOOKOUT_ANALYSIS_INTERVAL_SECONDS": "0.5", "LOOKOUT_ANALYSIS_WIDTH": "160", "LOOKOUT_ANALYSIS_HEIGHT": "120",
+           "LOOKOUT_STREAM_READ_TIMEOUT_SECONDS": "3"}
     log = (tmp_path / f"worker{n}.log").open("wb")  # structured logs, kept for a failing run
     return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 
 
-def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_within_5s(
+def test_killed_worker_cameras_stream_again_within_15s_and_api_changes_reach_workers_within_5s(
     sqlite_services: Services, redis_url: str, tmp_path: Path
 ) -> None:
     from datetime import timedelta
@@ -67,11 +69,23 @@ def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_wit
         session.flush()
         token = issue_token(session, user, timedelta(hours=1))[0]
         session.commit()
+    server = RtspServer(free_port(), {"live": make_clip(tmp_path / "live.h264")}).start()
     client = TestClient(create_app(sqlite_services))
     headers = {"Authorization": f"Bearer {token}"}
-    ids = [client.post("/api/v1/cameras", headers=headers, json={
-        "name": f"cam{i}", "network": "xueliang", "unit_id": county.id}).json()["id"] for i in range(40)]
+
+    def camera(name: str) -> int:
+        return int(client.post("/api/v1/cameras", headers=headers, json={
+            "name": name, "network": "xueliang", "unit_id": county.id, "main_stream_url": server.url("live")}).json()["id"])
+
+    ids = [camera(f"cam{i}") for i in range(12)]
     r = redis.Redis.from_url(redis_url)
+
+    def streaming_on(worker_id: str, cameras: list[int], since: float) -> bool:
+        """Each camera's figures come from `worker_id`, measured after `since`, with frames decoded."""
+        now = read_figures(r, cameras)
+        return all(c in now and now[c]["worker_id"] == worker_id and now[c]["at"] > since and now[c]["connected"]
+                   and (now[c]["frames_decoded"] or 0) > 0 for c in cameras)
+
     workers = [start_worker(sqlite_services, redis_url, tmp_path, n) for n in range(2)]
     try:
         def shared() -> bool:  # every camera held, and both workers hold a share
@@ -80,17 +94,20 @@ def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_wit
 
         wait_for(shared, 30)
         before = holders(r, ids)
-        victim_id = before[0]
-        victim = next(w for w in workers if f"-{w.pid}-" in str(victim_id))
+        victim_id = str(before[0])
+        victim = next(w for w in workers if f"-{w.pid}-" in victim_id)
+        survivor_id = str(next(h for h in before if h != victim_id))
+        moved = [c for c, h in zip(ids, before) if h == victim_id]
+        wait_for(lambda: streaming_on(victim_id, moved, 0) and streaming_on(survivor_id, list(set(ids) - set(moved)), 0), 20)
+        killed = time.time()
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        survivor_id = next(h for h in before if h != victim_id)
-        moved_in = wait_for(lambda: set(holders(r, ids)) == {survivor_id}, 15)
-        assert moved_in < 15
+        assert wait_for(lambda: streaming_on(survivor_id, moved, killed), 15) < 15
+        assert set(holders(r, ids)) == {survivor_id}
 
-        added = client.post("/api/v1/cameras", headers=headers, json={
-            "name": "new", "network": "huiyan", "unit_id": county.id}).json()["id"]
-        assert wait_for(lambda: holders(r, [added]) == [survivor_id], 5) < 5
+        posted = time.time()
+        added = camera("new")
+        assert wait_for(lambda: streaming_on(survivor_id, [added], posted), 5) < 5
         client.patch(f"/api/v1/cameras/{added}", headers=headers, json={"enabled": False})
         assert wait_for(lambda: holders(r, [added]) == [None], 5) < 5
         client.delete(f"/api/v1/cameras/{ids[0]}", headers=headers)
@@ -100,5 +117,6 @@ def test_killed_worker_cameras_move_within_15s_and_api_changes_reach_workers_wit
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(15)
+        server.kill()
     assert holders(r, ids[1:]) == [None] * (len(ids) - 1)  # a clean stop gives every lease back
     assert r.zcard(WORKERS) == 1  # only the killed worker's stale heartbeat is left

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.services import Services
 from detectors.camera_health import HealthRules
@@ -36,6 +36,7 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
     mp4 = make_clip(tmp_path / "b.mp4", seconds=2.0)
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video\n" * 100)
+    mpeg4 = make_clip(tmp_path / "old-dvr.mp4", codec="mpeg4", seconds=2.0)  # a valid file, a codec we don't take
     urls = {
         "rtsp": (server.url("h264"), None),
         "file": ("rtsp://127.0.0.1:1/main-unused", mp4.as_uri()),  # the sub stream is the one read
@@ -44,6 +45,8 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
         "no_such_mount": (f"rtsp://127.0.0.1:{server.port}/nope", None),
         "auth_ok": (guarded.url("h264"), None),
         "auth_bad": (guarded.url("h264"), None),
+        "unsupported_codec": (mpeg4.as_uri(), None),
+        "malformed": (server.url("h264"), None),  # broken below, behind the API's back
     }
     with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
@@ -53,6 +56,9 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
             spec = CameraSpec(name=name, network="xueliang", unit_id=county.id, main_stream_url=main,
                               sub_stream_url=sub, username="admin", password=password)
             ids[name] = sqlite_services.registry.create(session, spec, county.path, "test").id
+        # as if stored before validation existed, or edited in the database by hand
+        session.execute(update(Camera).where(Camera.id == ids["malformed"]).values(
+            main_stream_url=f"rtsp://127.0.0.1:{server.port}0000/h264"))
         session.commit()
 
     client = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -80,13 +86,15 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
 
     try:
         wait_for(lambda: all(status()[n][0] == "online" for n in ("rtsp", "file", "auth_ok")), 20)
-        bad = ("unreachable", "not_video", "no_such_mount", "auth_bad")
+        bad = ("unreachable", "not_video", "no_such_mount", "auth_bad", "unsupported_codec", "malformed")
         wait_for(lambda: all(status()[n][0] == "offline" for n in bad), 20)
         now = status()
         assert "refused" in now["unreachable"][1].lower() or "connection" in now["unreachable"][1].lower()
         assert "invalid data" in now["not_video"][1].lower()
         assert "404" in now["no_such_mount"][1] or "not found" in now["no_such_mount"][1].lower()
         assert now["auth_bad"][1] == "authentication failed (401)"
+        assert "unsupported video codec mpeg4" in now["unsupported_codec"][1]
+        assert now["malformed"][1] == "malformed stream URL: URL port must be a number from 1 to 65535"
         wait_for(lambda: max(batches) >= 2, 15)  # the streaming cameras' frames come as one batch per tick
         assert runner.last_stats is not None and np.isfinite(runner.last_stats.brightness).all()
         offline_events = {e.camera_id for e in events() if e.kind == "camera_offline"}
@@ -144,8 +152,8 @@ def check_figures_and_online_rate(sqlite_services: Services, ids: dict[str, int]
     assert live["keyframe_interval_seconds"] == 1.0
     assert live["bitrate_kbps"] > 0 and live["reconnects"] >= 1
     online = client.get(f"/api/v1/units/{county_id}/online", headers=headers).json()
-    assert (online["cameras"], online["online"], online["offline"]) == (7, 3, 4)
-    assert online["online_rate"] == round(3 / 7, 4)
+    assert (online["cameras"], online["online"], online["offline"]) == (9, 3, 6)
+    assert online["online_rate"] == round(3 / 9, 4)
     metrics = client.get("/metrics").text
-    assert f'lookout_unit_online_rate{{unit_id="{county_id}"}} {3 / 7}' in metrics
+    assert f'lookout_unit_online_rate{{unit_id="{county_id}"}} {3 / 9}' in metrics
     assert f'lookout_stream_packets_per_second{{camera_id="{ids["rtsp"]}"}}' in metrics

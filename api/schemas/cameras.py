@@ -71,6 +71,7 @@ class StreamFiguresOut(BaseModel):
     height: int | None = None
     packets_per_second: float | None = None
     decoded_per_second: float | None = None
+    frames_decoded: int | None = Field(None, description="frames decoded since this worker took the camera")
     bitrate_kbps: float | None = None
     keyframe_interval_seconds: float | None = None
     reconnects: int | None = None
