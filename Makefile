@@ -15,8 +15,10 @@ $(VENV)/.test: $(VENV)/.base
 	$(PIP) install -e '.[test]'
 	touch $@
 
-## Start the whole service with a demo county (embedded Redis, SQLite in ./data).
+## Start the whole service with a demo county (embedded Redis, SQLite in ./data). The first
+## start also exports the detection models to ONNX (models/cache, a few minutes, once).
 run: $(VENV)/.base
+	$(VENV)/bin/lookout models build
 	$(VENV)/bin/lookout serve --demo
 
 ## Every test (needs PostgreSQL on 127.0.0.1:5432 or LOOKOUT_TEST_PG; .ci/run provides one).

@@ -185,6 +185,15 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_models_build(args: argparse.Namespace, settings: Settings) -> int:
+    from models.build import build
+    from models.manifest import manifests
+
+    for name, path in build(settings.model_cache_dir, manifests(), force=args.force).items():
+        print(f"{name}: {path}")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
@@ -247,6 +256,10 @@ def parser() -> argparse.ArgumentParser:
     user_add.add_argument("--password", help="default: asked for, or generated and printed when not a terminal")
     user_add.add_argument("--display-name")
     user_add.set_defaults(run=cmd_user_add)
+    models = sub.add_parser("models", help="the detection models").add_subparsers(dest="action", required=True)
+    models_build = models.add_parser("build", help="export every model of models/ to ONNX once, checking hashes")
+    models_build.add_argument("--force", action="store_true", help="export again even when the cache is valid")
+    models_build.set_defaults(run=cmd_models_build)
     imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     analysis_interval_seconds: float = Field(2.0, gt=0.05, le=3600, description="one analysed frame per camera this often")
     analysis_width: int = Field(640, ge=32, le=3840)
     analysis_height: int = Field(360, ge=32, le=2160)
+    model_cache_dir: Path = Field(Path("models/cache"), description="ONNX files made by `lookout models build`")
     segment_dir: Path | None = Field(None, description="rolling video for clips; default data_dir/segments")
     segment_seconds: float = Field(10.0, ge=1, le=600)
     segment_max_age_hours: float = Field(72.0, gt=0, description="older segments are deleted")

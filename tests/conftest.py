@@ -200,3 +200,16 @@ def camera_body(unit: Unit, name: str = "cam", **extra: object) -> dict[str, obj
     body: dict[str, object] = {"name": name, "network": "xueliang", "unit_id": unit.id}
     body.update(extra)
     return body
+
+
+MODEL_CACHE = Path(__file__).resolve().parents[1] / "models" / "cache"
+
+
+@pytest.fixture(scope="session")
+def model_files() -> dict[str, Path]:
+    """The ONNX files of models/, built by `lookout models build`'s code on first use (a few
+    minutes on a fresh clone: it makes the export environment), then reused."""
+    from models.build import build
+    from models.manifest import manifests
+
+    return build(MODEL_CACHE, manifests())

@@ -1,0 +1,107 @@
+"""`lookout models build`: turn every manifest into a verified ONNX file in the model cache.
+
+The export needs torch and ultralytics; Lookout's run time needs neither. So the export runs
+in a separate environment, `<cache>/export-env`, made once from models/export-requirements.txt
+(pinned: a torch/torchvision pair that imports together on a clean machine). Each ONNX file is
+written beside a stamp with the source weights' sha256 and its own; a later build, and every
+worker at start, checks those and rebuilds or refuses a file that does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from config.errors import ConfigError
+from models.manifest import MANIFEST_DIR, ModelManifest
+
+log = logging.getLogger("lookout.models")
+
+REQUIREMENTS = MANIFEST_DIR / "export-requirements.txt"
+EXPORT_SCRIPT = MANIFEST_DIR / "export_onnx.py"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp_path(cache: Path, manifest: ModelManifest) -> Path:
+    return cache / f"{manifest.name}.stamp.json"
+
+
+def verified_model(cache: Path, manifest: ModelManifest) -> Path:
+    """The ONNX file of `manifest`, after checking it is the export of the manifest's weights
+    and has not changed since. ConfigError (naming the fix) otherwise."""
+    onnx, stamp = cache / f"{manifest.name}.onnx", _stamp_path(cache, manifest)
+    if not onnx.exists() or not stamp.exists():
+        raise ConfigError(f"model {manifest.name} is not built: run `lookout models build`", field="model_cache_dir")
+    recorded = json.loads(stamp.read_text())
+    if recorded.get("source_sha256") != manifest.source.sha256:
+        raise ConfigError(f"model {manifest.name} was built from other weights: run `lookout models build`",
+                          field="model_cache_dir")
+    if recorded.get("onnx_sha256") != sha256(onnx):
+        raise ConfigError(f"model {manifest.name}: {onnx} changed since it was built: run `lookout models build`",
+                          field="model_cache_dir")
+    return onnx
+
+
+def export_env(env: Path) -> Path:
+    """The export environment's Python, created and filled on first use."""
+    python = env / "bin" / "python"
+    ready = env / ".ready"
+    wanted = REQUIREMENTS.read_text()
+    if ready.exists() and ready.read_text() == wanted:
+        return python
+    log.info("models_export_env_install", extra={"path": str(env)})
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(REQUIREMENTS)],
+                   check=True)
+    ready.write_text(wanted)
+    return python
+
+
+def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
+          env_dir: Path | None = None) -> dict[str, Path]:
+    """Every manifest's verified ONNX file, exporting those missing or stale (in the export
+    environment `env_dir`, default `<cache>/export-env`)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    env_dir = env_dir or cache / "export-env"
+    built: dict[str, Path] = {}
+    for name, manifest in sorted(manifests.items()):
+        if not force:
+            try:
+                built[name] = verified_model(cache, manifest)
+                log.info("model_ready", extra={"model": name, "path": str(built[name])})
+                continue
+            except ConfigError:
+                pass
+        python = export_env(env_dir)
+        started = time.monotonic()
+        env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(env_dir / "ultralytics"),
+               "PYTHONNOUSERSITE": "1"}
+        done = subprocess.run([str(python), str(EXPORT_SCRIPT), str(manifest.path), str(cache)], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ConfigError(f"exporting model {name} failed ({done.returncode}): {done.stderr.strip()[-600:]}",
+                              field="models")
+        onnx = cache / f"{name}.onnx"
+        _stamp_path(cache, manifest).write_text(json.dumps({
+            "name": name, "package": manifest.source.package, "version": manifest.source.version,
+            "file": manifest.source.file, "source_sha256": manifest.source.sha256, "onnx_sha256": sha256(onnx),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }, indent=2))
+        built[name] = verified_model(cache, manifest)
+        log.info("model_built", extra={"model": name, "seconds": round(time.monotonic() - started, 1),
+                                       "bytes": onnx.stat().st_size})
+    return built
