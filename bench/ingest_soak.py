@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.frame_stats import frame_stats  # noqa: E402
 from detectors.frames import FrameBatch  # noqa: E402
+from detectors.video_quality import QualityMonitor  # noqa: E402
 from ingest.segments import SegmentWriter, enforce_retention  # noqa: E402
 from ingest.stream_reader import StreamReader  # noqa: E402
 from tests.media import make_clip  # noqa: E402
@@ -60,7 +60,7 @@ class Rig:
         self.tick_thread = threading.Thread(target=self._tick, daemon=True)
 
     def _tick(self) -> None:
-        previous = None
+        quality = QualityMonitor()
         while not self.stop.wait(1.0):
             ids, times, frames = [], [], []
             for r in self.readers:
@@ -71,8 +71,7 @@ class Rig:
                     frames.append(latest[1])
             batch = FrameBatch.stack(ids, times, frames)
             if len(batch):
-                _, gray = frame_stats(batch, previous if previous is not None and len(previous) == len(batch) else None)
-                previous = gray
+                quality.observe(batch)
                 self.batches += 1
                 self.frames += len(batch)
             enforce_retention(self.folder, 3600, 200 * 2**20)

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from config.database import utcnow
 from detectors.camera_health import HealthRules, HealthTracker
 from detectors.events import EVENTS_STREAM, Event
-from detectors.frame_stats import FrameStats, frame_stats
 from detectors.frames import FrameBatch
+from detectors.video_quality import QualityMonitor, QualityReport
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.fields import StreamUrl
@@ -36,6 +36,7 @@ from ingest.stream_reader import StreamReader
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
+EVENTS_MAXLEN = 1_000_000  # about a week of a large county's events; older ones are trimmed
 RETENTION_SECONDS = 60.0
 
 
@@ -84,8 +85,8 @@ class CameraRunner:
         self.readers: dict[int, StreamReader] = {}
         self.errors_seen: dict[int, int] = {}
         self.failures: dict[int, str] = {}  # cameras that cannot even start a reader
-        self.previous_gray: dict[int, np.ndarray] = {}
-        self.last_stats: FrameStats | None = None
+        self.quality = QualityMonitor()
+        self.last_quality: QualityReport | None = None
         self._seen_refreshed = 0.0
         self.figures = FigurePublisher(client, worker_id)
         self._figures_published = 0.0
@@ -142,7 +143,7 @@ class CameraRunner:
         for camera_id in camera_ids:
             self.failures.pop(camera_id, None)
             self.errors_seen.pop(camera_id, None)
-            self.previous_gray.pop(camera_id, None)
+        self.quality.forget(camera_ids)
 
     def restart(self, camera_ids: set[int]) -> None:
         mine = {c for c in camera_ids if c in self.readers or c in self.failures}
@@ -166,13 +167,22 @@ class CameraRunner:
         return FrameBatch.stack(ids, times, frames)
 
     def analyse(self, batch: FrameBatch) -> None:
+        """The batch through the detection stages; their events onto the event stream."""
         if not len(batch):
             return
-        blank = np.full(self.settings.size[::-1], np.nan, np.float32)[::4, ::4]
-        previous = np.stack([self.previous_gray.get(int(c), blank) for c in batch.camera_ids])
-        stats, gray = frame_stats(batch, previous)
-        self.previous_gray.update(zip(batch.camera_ids.tolist(), gray))
-        self.last_stats = stats
+        report = self.quality.observe(batch)
+        self.last_quality = report
+        self.publish(report.events)
+
+    def publish(self, events: list[Event]) -> None:
+        if not events:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(EVENTS_STREAM, event.fields(), maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.execute()
+        for event in events:
+            log.info("event", extra={"camera_id": event.camera_id, "kind": event.kind, **event.evidence})
 
     def tick(self, now: float | None = None) -> FrameBatch:
         now = time.monotonic() if now is None else now
@@ -227,14 +237,13 @@ class CameraRunner:
                 if group:
                     session.execute(update(Camera), group)
             session.commit()
-        pipe = self.client.pipeline(transaction=False)
+        events = []
         for row, before in zip(rows, old):
             kind = {"online": "camera_online", "offline": "camera_offline"}.get(row["status"])
             if kind is None or (kind == "camera_online" and before == "unknown"):
                 continue  # first contact is not news; degraded waits for the quality events
-            event = Event(row["id"], kind, wall, evidence={"previous": before, "error": row["last_error"]})
-            pipe.xadd(EVENTS_STREAM, event.fields(), maxlen=1_000_000, approximate=True)
-        pipe.execute()
+            events.append(Event(row["id"], kind, wall, evidence={"previous": before, "error": row["last_error"]}))
+        self.publish(events)
         for row, before in zip(rows, old):
             log.info("camera_status", extra={"camera_id": row["id"], "status": row["status"], "previous": before,
                                              "error": row["last_error"]})

@@ -26,7 +26,7 @@ def make_clip(path: Path, codec: str = "h264", seconds: float = 3.0, fps: int = 
         stream.gop_size = gop
         y, x = np.mgrid[0:height, 0:width]
         for i in range(int(seconds * fps)):
-            image = np.stack([(x + 8 * i) % 256, (y + 4 * i) % 256, np.full_like(x, (16 * i) % 256)], -1).astype(np.uint8)
+            image = np.stack([(x + 8 * i) % 256, (y + 4 * i) % 256, (x + y + 12 * i) % 256], -1).astype(np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():

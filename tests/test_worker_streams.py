@@ -96,7 +96,7 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
         assert "unsupported video codec mpeg4" in now["unsupported_codec"][1]
         assert now["malformed"][1] == "malformed stream URL: URL port must be a number from 1 to 65535"
         wait_for(lambda: max(batches) >= 2, 15)  # the streaming cameras' frames come as one batch per tick
-        assert runner.last_stats is not None and np.isfinite(runner.last_stats.brightness).all()
+        assert runner.last_quality is not None and np.isfinite(runner.last_quality.luma).all()
         offline_events = {e.camera_id for e in events() if e.kind == "camera_offline"}
         assert offline_events == {ids[n] for n in bad}
 
