@@ -30,6 +30,8 @@ bench: $(VENV)/.test
 	$(PY) bench/import_cameras.py
 	$(PY) bench/list_cameras.py
 	$(PY) bench/ingest_soak.py
+	$(VENV)/bin/lookout models build
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf $(VENV) data bench/out

@@ -82,12 +82,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from config.processes import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any reader thread starts
     from api.migrate import upgrade
     from api.services import secret_key
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
     from ingest.camera_runner import CameraRunner, StreamSettings
     from ingest.credentials import CredentialCipher
+    from ingest.detection import load_stage
     from ingest.worker import IngestWorker, new_worker_id
 
     url = settings.redis_url
@@ -109,7 +113,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         segment_dir=settings.segment_dir or settings.data_dir / "segments", segment_seconds=settings.segment_seconds,
         segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30),
         figures_interval=settings.stream_figures_seconds),
-        worker_id=worker_id)
+        worker_id=worker_id, detection=load_stage(settings.model_cache_dir, settings.detectors,
+                                                  settings.snapshot_dir or settings.data_dir / "snapshots"))
     worker = IngestWorker(sessions, client, worker_id, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
                           on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
                           tick=runner.tick)
@@ -194,6 +199,28 @@ def cmd_models_build(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from detectors.evaluation import evaluate
+    from ingest.fire_eval import class_names, fire_model, load_labelled, maxima_of, read_images
+
+    labelled = load_labelled(args.dir, class_names(args.dir, args.classes))
+    detector, run, kinds = fire_model(settings.model_cache_dir)
+    maxima = maxima_of(read_images(labelled.images), detector, run, kinds, args.min_area)
+    result = evaluate(labelled.truth, maxima, (args.flame_threshold, args.smoke_threshold))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['images']} images: {result['positives']} with fire or smoke, {result['negatives']} without")
+    print(f"alarm (fire or smoke): recall {result['recall']:.3f}, precision {result['precision']:.3f}, "
+          f"false alarms on {result['false_alarm_rate']:.1%} of negative images")
+    for kind, figures in result["classes"].items():  # type: ignore[attr-defined]
+        print(f"  {kind:<6} ≥ {result['thresholds'][kind]:.2f}: recall {figures['recall']:.3f}, "  # type: ignore[index]
+              f"precision {figures['precision']:.3f} ({figures['positives']} images)")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
@@ -260,6 +287,18 @@ def parser() -> argparse.ArgumentParser:
     models_build = models.add_parser("build", help="export every model of models/ to ONNX once, checking hashes")
     models_build.add_argument("--force", action="store_true", help="export again even when the cache is valid")
     models_build.set_defaults(run=cmd_models_build)
+    evaluate = sub.add_parser("eval", help="measure detection quality").add_subparsers(dest="action", required=True)
+    fire = evaluate.add_parser("fire", help="the fire/smoke chain on a folder with images/ and YOLO labels/")
+    fire.add_argument("dir", type=Path)
+    fire.add_argument("--json", action="store_true", help="print one JSON object")
+    fire.add_argument("--classes", help="the labels' class names by id, e.g. fire,smoke (default: DIR/data.yaml)")
+    from detectors.rules import CameraRules
+
+    defaults = CameraRules()
+    fire.add_argument("--flame-threshold", type=float, default=defaults.thresholds["flame"])
+    fire.add_argument("--smoke-threshold", type=float, default=defaults.thresholds["smoke"])
+    fire.add_argument("--min-area", type=float, default=defaults.min_box_area, help="share of the picture")
+    fire.set_defaults(run=cmd_eval_fire)
     imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")

@@ -1,8 +1,10 @@
 """Ingest on one worker: CPU per camera, keyframe-only against full decoding, and a soak.
 
-1080p H.264 (25 fps, a keyframe every 2 s) generated here with PyAV, played as looping `file:`
-cameras (real demux and decode, no network: the RTSP server would compete for the same two
-cores). Everything a worker does per camera runs: a reader thread, the segment writer, and a
+1080p H.264 like a camera's main stream (25 fps, a keyframe every 2 s, 4 Mbit/s), made here with
+PyAV from the real footage of ../shared/media/car-detection.mp4 scaled up, with sensor-like noise
+on every frame (a synthetic test pattern decodes far cheaper than a real scene and would flatter
+full decoding), played as looping `file:` cameras (real demux and decode, no network: the RTSP
+server would compete for the same two cores). Everything a worker does per camera runs: a reader thread, the segment writer, and a
 tick that batches the latest frames into one `FrameBatch` and computes their statistics.
 
 1. Side by side, same process: CPU per camera with one analysed frame per 2 s (keyframe-only
@@ -27,13 +29,40 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from config.processes import limit_malloc_arenas, trim_malloc  # noqa: E402
 from detectors.frames import FrameBatch  # noqa: E402
 from detectors.video_quality import QualityMonitor  # noqa: E402
 from ingest.segments import SegmentWriter, enforce_retention  # noqa: E402
 from ingest.stream_reader import StreamReader  # noqa: E402
-from tests.media import make_clip  # noqa: E402
 
 OUT = Path(__file__).with_name("out")
+SOURCE = ROOT.parent / "shared" / "media" / "car-detection.mp4"
+
+
+def camera_clip(path: Path, frames: int = 250) -> Path:
+    """10 s of 1080p25 from real footage: each source frame (12.5 fps) twice, each time with
+    its own noise, so that every P-frame carries a residual as a real sensor's do."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    params = "keyint=50:min-keyint=50:bframes=0:scenecut=0:bitrate=4000:vbv-maxrate=4000:vbv-bufsize=8000"
+    with av.open(str(SOURCE)) as source, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"x264-params": params, "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        made = 0
+        for frame in source.decode(video=0):
+            image = frame.to_ndarray(format="rgb24", width=1920, height=1080, interpolation="BICUBIC")
+            for _ in range(2):
+                noisy = np.clip(image + rng.integers(-3, 4, image.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(noisy, format="rgb24")):
+                    out.mux(packet)
+                made += 1
+            if made >= frames:
+                break
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
 
 
 def rss_mb() -> float:
@@ -61,6 +90,7 @@ class Rig:
 
     def _tick(self) -> None:
         quality = QualityMonitor()
+        trimmed = time.monotonic()
         while not self.stop.wait(1.0):
             ids, times, frames = [], [], []
             for r in self.readers:
@@ -75,6 +105,9 @@ class Rig:
                 self.batches += 1
                 self.frames += len(batch)
             enforce_retention(self.folder, 3600, 200 * 2**20)
+            if time.monotonic() - trimmed >= 60:  # as CameraRunner.tick does
+                trim_malloc()
+                trimmed = time.monotonic()
 
     def __enter__(self) -> Rig:
         for r in self.readers:
@@ -115,12 +148,14 @@ def main() -> int:
     args.add_argument("--full-decode-cameras", type=int, default=4)
     args.add_argument("--measure-seconds", type=float, default=60.0)
     opts = args.parse_args()
+    limit_malloc_arenas()  # as `lookout worker` does
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         t0 = time.monotonic()
-        clip = make_clip(folder / "1080p.mp4", seconds=10.0, fps=25, gop=50, size=(1920, 1080))
-        results["clip"] = {"size": "1920x1080", "fps": 25, "gop_frames": 50, "seconds": 10,
+        clip = camera_clip(folder / "1080p.mp4")
+        results["clip"] = {"source": SOURCE.name, "size": "1920x1080", "fps": 25, "gop_frames": 50, "seconds": 10,
+                           "bitrate_kbps": 4000,
                            "made_in_s": round(time.monotonic() - t0, 1)}
         keyframes = cpu_per_camera(clip, opts.cameras, 2.0, opts.measure_seconds, folder / "a")
         full = cpu_per_camera(clip, opts.full_decode_cameras, 0.5, opts.measure_seconds, folder / "b")

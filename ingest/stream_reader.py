@@ -232,7 +232,8 @@ class StreamReader(threading.Thread):
         if not frames or not due:
             return
         width, height = self.size
-        image = frames[-1].to_ndarray(width=width, height=height, format="rgb24")
+        # AREA: the right filter for shrinking (no aliasing), and cheaper than the default bicubic
+        image = frames[-1].to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
         stats.decoded += 1
         stats.last_frame_at = now
         # 10 % slack: with an interval equal to the GOP, the next keyframe arriving a hair

@@ -18,7 +18,7 @@ ROOT = Path(__file__).parents[1]
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
 
 
-def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
+def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path, model_files: dict[str, Path]) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
     env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")
@@ -65,7 +65,7 @@ def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "redis" / "redis.sock").exists()  # embedded Redis stopped with it
 
 
-def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path) -> None:
+def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path, model_files: dict[str, Path]) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
     env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")

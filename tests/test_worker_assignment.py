@@ -49,7 +49,7 @@ def start_worker(services: Services, redis_url: str, tmp_path: Path, n: int) -> 
            "LOOKOUT_SECRET_KEY": SECRET, "LOOKOUT_DATA_DIR": str(tmp_path), "LOOKOUT_WORKER_TTL_SECONDS": "6",
            "LOOKOUT_WORKER_STEP_SECONDS": "1", "LOOKOUT_STREAM_FIGURES_SECONDS": "0.5",
            "LOOKOUT_ANALYSIS_INTERVAL_SECONDS": "0.5", "LOOKOUT_ANALYSIS_WIDTH": "160", "LOOKOUT_ANALYSIS_HEIGHT": "120",
-           "LOOKOUT_STREAM_READ_TIMEOUT_SECONDS": "3"}
+           "LOOKOUT_STREAM_READ_TIMEOUT_SECONDS": "3", "LOOKOUT_DETECTORS": "[]"}  # assignment only: no models
     log = (tmp_path / f"worker{n}.log").open("wb")  # structured logs, kept for a failing run
     return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)

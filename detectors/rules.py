@@ -1,0 +1,271 @@
+"""Per-camera rules over a batch's detections: zones, thresholds, minimum size, persistence,
+cooldown and armed hours for flame and smoke; counted people, density and levels for crowds.
+
+Everything is array work over the whole batch: every box of every camera is tested against
+every zone edge of the cameras at once (a (boxes × edges) crossing table, masked to each box's
+own camera), persistence is a bit history per (camera, kind), cooldowns and crowd timers are
+arrays. Python loops only run over the events that come out, which are rare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.camera_rows import CameraRows, grow
+from detectors.detections import Detections
+from detectors.events import Event
+
+FIRE_KINDS = ("flame", "smoke")
+KIND_COLUMNS = ("flame", "person", "smoke")  # sorted: columns of the threshold table
+LEVELS = ("normal", "pre_alarm", "alarm")
+MINUTES = 1440
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A polygon in normalised frame coordinates (x, y in 0..1, origin top-left)."""
+
+    name: str
+    polygon: tuple[tuple[float, float], ...]
+    include: bool = True  # False: an exclusion (chimney, kitchen, welding bay)
+    area_m2: float | None = None  # ground area it covers, for crowd density
+
+    def __post_init__(self) -> None:
+        points = np.asarray(self.polygon, float)
+        if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
+            raise ValueError(f"zone {self.name!r}: a polygon needs at least 3 (x, y) points")
+        if (points < 0).any() or (points > 1).any():
+            raise ValueError(f"zone {self.name!r}: coordinates are normalised to 0..1")
+        if self.area_m2 is not None and self.area_m2 <= 0:
+            raise ValueError(f"zone {self.name!r}: area_m2 must be positive")
+
+
+@dataclass(frozen=True)
+class CameraRules:
+    zones: tuple[Zone, ...] = ()  # no include zone: the whole picture is watched
+    thresholds: dict[str, float] = field(default_factory=lambda: {"flame": 0.5, "smoke": 0.6, "person": 0.4})
+    min_box_area: float = 0.0004  # share of the picture; smaller boxes are noise at this range
+    persistence: tuple[int, int] = (3, 5)  # k of the last n samples
+    cooldown_seconds: float = 600.0
+    armed: tuple[tuple[int, int], ...] = ()  # (start, end) minutes of the local day; empty: always
+    crowd_levels: tuple[float, float] = (2.0, 4.0)  # people per m²: pre-alarm, alarm
+    crowd_min_seconds: float = 30.0  # a level must hold this long before it is raised
+
+    def __post_init__(self) -> None:
+        k, n = self.persistence
+        if not 1 <= k <= n <= 30:
+            raise ValueError("persistence must be k of n with 1 <= k <= n <= 30")
+        if not self.crowd_levels[0] < self.crowd_levels[1]:
+            raise ValueError("the pre-alarm density must be below the alarm density")
+        for start, end in self.armed:
+            if not (0 <= start < 1440 and 0 <= end <= 1440):
+                raise ValueError("armed hours are minutes of the day, 0..1440")
+
+
+def armed_minutes(rules: CameraRules) -> np.ndarray:
+    """(1440,) bool: whether the rules are armed in each minute of the day (windows may wrap
+    past midnight)."""
+    if not rules.armed:
+        return np.ones(MINUTES, bool)
+    minute = np.arange(MINUTES)
+    armed = np.zeros(MINUTES, bool)
+    for start, end in rules.armed:
+        armed |= ((minute >= start) & (minute < end)) if start < end else ((minute >= start) | (minute < end))
+    return armed
+
+
+class RuleTable:
+    """Every camera's rules compiled into arrays once (a last row for the default), so the
+    per-batch work is indexing, not a lookup per camera or per box."""
+
+    def __init__(self, rules: dict[int, CameraRules], default: CameraRules) -> None:
+        self.ids = np.array(sorted(rules), np.int64)
+        table = [rules[int(c)] for c in self.ids] + [default]
+        self.thresholds = np.array([[r.thresholds.get(k, 1.01) for k in KIND_COLUMNS] for r in table], np.float32)
+        self.min_area = np.array([r.min_box_area for r in table])
+        self.k = np.array([r.persistence[0] for r in table], np.int64)
+        self.n = np.array([r.persistence[1] for r in table], np.uint32)
+        self.cooldown = np.array([r.cooldown_seconds for r in table])
+        self.armed = np.stack([armed_minutes(r) for r in table])
+        self.crowd_levels = np.array([r.crowd_levels for r in table])
+        self.crowd_min = np.array([r.crowd_min_seconds for r in table])
+
+    def rows(self, camera_ids: np.ndarray) -> np.ndarray:
+        """Row of each camera; the default's row for cameras without rules of their own."""
+        at = np.searchsorted(self.ids, camera_ids)
+        found = (at < len(self.ids)) & (self.ids[np.minimum(at, max(len(self.ids) - 1, 0))] == camera_ids) \
+            if len(self.ids) else np.zeros(len(camera_ids), bool)
+        return np.where(found, at, len(self.ids))
+
+
+class ZoneTable:
+    """Every zone of every camera as flat arrays, for batch-wide point-in-polygon tests."""
+
+    def __init__(self, rules: dict[int, CameraRules]) -> None:
+        zones = [(camera, z) for camera, r in sorted(rules.items()) for z in r.zones]
+        self.camera = np.array([c for c, _ in zones], np.int64)
+        self.include = np.array([z.include for _, z in zones], bool)
+        self.area = np.array([z.area_m2 or np.nan for _, z in zones], np.float64)
+        self.names = [z.name for _, z in zones]
+        starts, ends, owner = [], [], []
+        for index, (_, zone) in enumerate(zones):
+            points = np.asarray(zone.polygon, np.float64)
+            starts.append(points)
+            ends.append(np.roll(points, -1, axis=0))
+            owner.append(np.full(len(points), index))
+        self.a = np.concatenate(starts) if starts else np.empty((0, 2))
+        self.b = np.concatenate(ends) if ends else np.empty((0, 2))
+        self.edge_zone = np.concatenate(owner) if owner else np.empty(0, np.int64)
+        self.cameras_with_include = set(self.camera[self.include].tolist())
+
+    def contains(self, points: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+        """(K, Z) bool: point k lies inside zone z, and z belongs to point k's camera."""
+        k, z = len(points), len(self.camera)
+        if not k or not z:
+            return np.zeros((k, z), bool)
+        # a point on the picture's edge (the feet of someone cut off by the bottom edge) is in
+        # the picture: keep it off the polygon's closing edge, where the crossing test is blind
+        inner = np.clip(points, 0.0, 1.0 - 1e-6)
+        px, py = inner[:, :1], inner[:, 1:]
+        ax, ay, bx, by = self.a[:, 0], self.a[:, 1], self.b[:, 0], self.b[:, 1]
+        straddles = (ay > py) != (by > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross_x = ax + (py - ay) * (bx - ax) / (by - ay)
+        crossings = (straddles & (px < cross_x)).astype(np.int32)  # (K, E)
+        counts = np.zeros((k, z), np.int32)
+        np.add.at(counts.T, self.edge_zone, crossings.T)  # sum each zone's edges
+        return (counts % 2 == 1) & (self.camera[None, :] == cameras[:, None])
+
+
+@dataclass
+class FireState:
+    cameras: CameraRows = field(default_factory=CameraRows)
+    history: np.ndarray = field(default_factory=lambda: np.empty((0, len(FIRE_KINDS)), np.uint32))
+    last_event: np.ndarray = field(default_factory=lambda: np.empty((0, len(FIRE_KINDS)), np.float64))
+
+
+class RuleEngine:
+    """Turns detections into flame, smoke and crowd events, camera by camera, batch by batch."""
+
+    def __init__(self, rules: dict[int, CameraRules], default: CameraRules = CameraRules()) -> None:
+        self.rules = dict(rules)
+        self.default = default
+        self.table = RuleTable(self.rules, default)
+        self.zones = ZoneTable(self.rules)
+        self.fire = FireState()
+        self.crowd_level: dict[tuple[int, int], tuple[int, float, int]] = {}  # (camera, zone) → level, since, raised
+
+    # -- shared steps ------------------------------------------------------------------------
+    def _per_box(self, detections: Detections, camera_ids: np.ndarray, size: tuple[int, int],
+                 kinds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(camera of each box, threshold of each box, minimum area of each box in pixels)."""
+        cameras = camera_ids[detections.frame_index]
+        rows = self.table.rows(cameras)
+        columns = np.searchsorted(np.asarray(KIND_COLUMNS), kinds)
+        height, width = size
+        return cameras, self.table.thresholds[rows, columns], self.table.min_area[rows] * width * height
+
+    def _allowed(self, points: np.ndarray, cameras: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(box passes the zones, index of the include zone it is in or -1)."""
+        inside = self.zones.contains(points, cameras)
+        excluded = (inside & ~self.zones.include[None, :]).any(axis=1)
+        in_include = inside & self.zones.include[None, :]
+        needs_include = np.isin(cameras, list(self.zones.cameras_with_include))
+        if not in_include.shape[1]:
+            first = np.full(len(points), -1)
+        else:
+            first = np.where(in_include.any(axis=1), in_include.argmax(axis=1), -1)
+        return ~excluded & (~needs_include | (first >= 0)), first
+
+    # -- flame and smoke ---------------------------------------------------------------------
+    def fire_events(self, detections: Detections, kinds_of_class: tuple[str, ...], camera_ids: np.ndarray,
+                    timestamps: np.ndarray, size: tuple[int, int], minute_of_day: float) -> list[Event]:
+        """Events for the batch `camera_ids` (one sample each) from the fire model's boxes."""
+        class_kind = np.asarray(kinds_of_class)
+        kinds = class_kind[detections.class_id] if len(detections) else np.empty(0, str)
+        cameras, threshold, min_area = self._per_box(detections, camera_ids, size, kinds)
+        height, width = size
+        centres = np.stack([(detections.xyxy[:, 0] + detections.xyxy[:, 2]) / (2 * width),
+                            (detections.xyxy[:, 1] + detections.xyxy[:, 3]) / (2 * height)], axis=1)
+        allowed, zone = self._allowed(centres, cameras)
+        keep = (detections.confidence >= threshold) & (detections.areas >= min_area) & allowed
+        kind_index = np.searchsorted(np.asarray(FIRE_KINDS), kinds) if len(kinds) else np.empty(0, int)
+        keep &= np.isin(kinds, FIRE_KINDS)
+
+        rows = self._fire_rows(camera_ids)
+        rule = self.table.rows(camera_ids)
+        hit = np.zeros((len(camera_ids), len(FIRE_KINDS)), bool)
+        hit[detections.frame_index[keep], kind_index[keep]] = True
+        history = ((self.fire.history[rows] << np.uint32(1)) | hit).astype(np.uint32)
+        history &= ((np.uint32(1) << self.table.n[rule]) - np.uint32(1))[:, None]
+        self.fire.history[rows] = history
+        armed = self.table.armed[rule, int(minute_of_day) % MINUTES]
+        due = (np.bitwise_count(history) >= self.table.k[rule][:, None]) & hit & armed[:, None]
+        due &= (timestamps[:, None] - self.fire.last_event[rows]) >= self.table.cooldown[rule][:, None]
+
+        events = []
+        for frame, k in zip(*np.nonzero(due)):
+            mine = keep & (detections.frame_index == frame) & (kind_index == k)
+            boxes = detections.xyxy[mine] / np.array([width, height, width, height], np.float32)
+            zones = sorted({self.zones.names[z] for z in zone[mine] if z >= 0})
+            self.fire.last_event[rows[frame], k] = timestamps[frame]
+            events.append(Event(int(camera_ids[frame]), FIRE_KINDS[k], float(timestamps[frame]),
+                                score=float(detections.confidence[mine].max()), evidence={
+                                    "count": int(mine.sum()),
+                                    "boxes": np.round(boxes, 4).tolist(),
+                                    "scores": np.round(detections.confidence[mine], 3).tolist(),
+                                    "zones": zones,
+                                    "samples": int(np.bitwise_count(history[frame, k])),
+                                    "window": int(self.table.n[rule[frame]]),
+                                }))
+        return events
+
+    def _fire_rows(self, camera_ids: np.ndarray) -> np.ndarray:
+        rows, added = self.fire.cameras.rows(camera_ids)
+        self.fire.history = grow(self.fire.history, added, 0)
+        self.fire.last_event = grow(self.fire.last_event, added, -np.inf)
+        return rows
+
+    # -- crowds --------------------------------------------------------------------------------
+    def crowd_events(self, people: Detections, camera_ids: np.ndarray, timestamps: np.ndarray,
+                     size: tuple[int, int]) -> tuple[list[Event], dict[tuple[int, str], int]]:
+        """Crowd events, and the people counted in each zone that has an area ((camera, zone) → count).
+
+        A person stands where the bottom centre of their box is (their feet), which is what
+        the zone on the ground covers."""
+        height, width = size
+        kinds = np.full(len(people), "person")
+        cameras, threshold, min_area = self._per_box(people, camera_ids, size, kinds)
+        feet = np.stack([(people.xyxy[:, 0] + people.xyxy[:, 2]) / (2 * width), people.xyxy[:, 3] / height], axis=1)
+        keep = (people.confidence >= threshold) & (people.areas >= min_area)
+        inside = self.zones.contains(feet[keep], cameras[keep])  # (K', Z)
+        counts_by_zone = np.zeros((len(camera_ids), len(self.zones.camera)), np.int64)
+        np.add.at(counts_by_zone, people.frame_index[keep], inside.astype(np.int64))
+        measured = ~np.isnan(self.zones.area) & np.isin(self.zones.camera, camera_ids)
+        events: list[Event] = []
+        counts: dict[tuple[int, str], int] = {}
+        frame_of_camera = {int(c): i for i, c in enumerate(camera_ids)}
+        for z in np.flatnonzero(measured):  # zones with an area: few per camera
+            camera = int(self.zones.camera[z])
+            frame = frame_of_camera[camera]
+            rule = int(self.table.rows(np.array([camera]))[0])
+            count = int(counts_by_zone[frame, z])
+            density = count / self.zones.area[z]
+            level = int(np.searchsorted(self.table.crowd_levels[rule], density, side="right"))
+            counts[(camera, self.zones.names[z])] = count
+            now = float(timestamps[frame])
+            previous, since, raised = self.crowd_level.get((camera, z), (0, now, 0))
+            if level != previous:
+                since = now
+            if level < raised:
+                raised = level  # it thinned out: a later rise is news again
+            if level > raised and now - since >= self.table.crowd_min[rule]:
+                raised = level
+                events.append(Event(camera, "crowd", now, score=round(float(density), 3), evidence={
+                    "level": LEVELS[level], "count": count, "density": round(float(density), 3),
+                    "zone": self.zones.names[z], "area_m2": float(self.zones.area[z]),
+                    "held_seconds": round(now - since, 1)}))
+            self.crowd_level[(camera, z)] = (level, since, raised)
+        return events, counts

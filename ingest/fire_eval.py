@@ -1,0 +1,114 @@
+"""`lookout eval fire DIR`: the fire/smoke chain over a folder of labelled images.
+
+DIR holds `images/` and YOLO `labels/` (same stem, `.txt`): one line per box, `class cx cy w h`
+or a polygon `class x1 y1 x2 y2 ...`; a missing or empty label file makes a negative image.
+Class ids are mapped by NAME (`--classes`, or `names:` of a `data.yaml` in DIR), never by
+number: the fire model numbers smoke 0 and fire 1, the shared dataset the other way round.
+Every image is one sample with gating off: what the models and thresholds can do, not what the
+gate lets through.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+from config.errors import InvalidInput
+from detectors.evaluation import CLASSES, image_maxima
+from detectors.yolo import Run, YoloDetector
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+NAME_TO_KIND = {"fire": "flame", "flame": "flame", "smoke": "smoke"}
+LONG_SIDE = 640  # images are scaled like camera frames at the analysis size
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    images: list[Path]
+    truth: np.ndarray  # (I, 2) bool: flame, smoke present
+
+
+def class_names(folder: Path, given: str | None) -> list[str]:
+    if given:
+        return [name.strip() for name in given.split(",")]
+    for name in ("data.yaml", "data.yml"):
+        if (folder / name).exists():
+            names = yaml.safe_load((folder / name).read_text()).get("names")
+            return list(names.values()) if isinstance(names, dict) else list(names)
+    raise InvalidInput(f"{folder}: no data.yaml with class names; give --classes, e.g. fire,smoke", field="classes")
+
+
+def load_labelled(folder: Path, names: list[str]) -> LabelledSet:
+    images = sorted(p for p in (folder / "images").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+        if (folder / "images").is_dir() else []
+    if not images:
+        raise InvalidInput(f"{folder}/images holds no images", field="dir")
+    kind_of_id = {i: NAME_TO_KIND.get(name.lower()) for i, name in enumerate(names)}
+    truth = np.zeros((len(images), len(CLASSES)), bool)
+    for row, image in enumerate(images):
+        label = folder / "labels" / (image.stem + ".txt")
+        if not label.exists():
+            continue
+        for number, line in enumerate(label.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 5 or len(parts) % 2 == 0:
+                raise InvalidInput(f"{label.name} line {number}: not a box or polygon", field="labels")
+            kind = kind_of_id.get(int(parts[0]))
+            if kind is not None:
+                truth[row, CLASSES.index(kind)] = True
+    return LabelledSet(images, truth)
+
+
+def scaled(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    factor = LONG_SIDE / max(height, width)
+    size = (max(32, round(width * factor)), max(32, round(height * factor)))
+    return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+def maxima_of(frames: Iterator[np.ndarray], detector: YoloDetector, run: Run, kinds: tuple[str, ...],
+              min_area_share: float) -> np.ndarray:
+    """(I, 2) best flame and smoke score of each frame, one model run per frame."""
+    rows = []
+    for frame in frames:
+        found = detector.detect(frame[None], run)
+        rows.append(image_maxima(found, kinds, 1, min_area_share * frame.shape[0] * frame.shape[1])[0])
+    return np.array(rows, np.float32).reshape(-1, len(CLASSES))
+
+
+def read_images(paths: list[Path]) -> Iterator[np.ndarray]:
+    for path in paths:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise InvalidInput(f"{path.name}: not a readable image", field="images")
+        yield scaled(image)
+
+
+def video_frames(path: Path) -> Iterator[np.ndarray]:
+    """Every frame of a clip, scaled like the images."""
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield scaled(frame.to_ndarray(format="bgr24"))
+
+
+def fire_model(cache: Path, threads: int | None = None) -> tuple[YoloDetector, Run, tuple[str, ...]]:
+    """The shipped fire model over all cores, keeping boxes from 0.05 so that any threshold
+    above can be scored afterwards."""
+    from ingest.model_runtime import onnx_runner
+    from models.build import verified_model
+    from models.manifest import manifests
+
+    manifest = manifests()["fire_smoke"]
+    detector = YoloDetector(manifest.classes, manifest.input_size, np.full(len(manifest.classes), 0.05, np.float32))
+    run = onnx_runner(verified_model(cache, manifest), threads or os.cpu_count() or 1)
+    return detector, run, manifest.class_kinds()

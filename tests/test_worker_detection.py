@@ -1,0 +1,89 @@
+"""A worker with the detection stage: a camera filming a real fire scene raises one flame event
+on `lookout:events` with a JPEG snapshot, a camera of clean real footage raises none, and the
+gate sends static scenes to the model only at the heartbeat."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import redis
+
+from api.services import Services
+from detectors.camera_health import HealthRules
+from detectors.events import EVENTS_STREAM, Event
+from detectors.rules import CameraRules, RuleEngine
+from ingest.camera_runner import CameraRunner, StreamSettings
+from ingest.camera_spec import CameraSpec
+from ingest.detection import load_stage
+from ingest.units import create_unit
+from ingest.worker import IngestWorker
+from tests.conftest import MODEL_CACHE, wait_for
+from tests.scenes import SHARED, fire_scene, clip_of
+
+
+def test_fire_scene_raises_one_flame_event_with_a_snapshot_and_clean_footage_none(
+    sqlite_services: Services, redis_url: str, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    snapshots = tmp_path / "snapshots"
+    stage = load_stage(MODEL_CACHE, ["fire_smoke", "people"], snapshots,
+                       RuleEngine({}, CameraRules(persistence=(2, 3), cooldown_seconds=3600)))
+    assert stage is not None
+    fire = clip_of(fire_scene(stage.fire.detector, stage.fire.run), tmp_path / "fire.mp4")
+    with sqlite_services.sessions() as session:
+        county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
+        ids = {}
+        for name, url in (("fire", fire.as_uri()), ("hall", (SHARED / "media/one-by-one-person-detection.mp4").as_uri())):
+            spec = CameraSpec(name=name, network="xueliang", unit_id=county.id, main_stream_url=url)
+            ids[name] = sqlite_services.registry.create(session, spec, county.path, "test").id
+        session.commit()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    runner = CameraRunner(sqlite_services.sessions, sqlite_services.registry.cipher, client,
+                          StreamSettings(size=(640, 360), interval=1.0, read_timeout=3.0, open_timeout=3.0),
+                          HealthRules(offline_after=3.0, online_hold=1.0), detection=stage)
+    worker = IngestWorker(sqlite_services.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
+                          on_release=runner.release, on_change=runner.restart, tick=runner.tick, tick_seconds=1.0)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+
+    def detections() -> list[Event]:
+        return [e for e in (Event.from_fields(f) for _, f in client.xrange(EVENTS_STREAM))
+                if e.kind in ("flame", "smoke", "crowd")]
+
+    try:
+        wait_for(lambda: len(detections()) >= 1, 30)
+        wait_for(lambda: stage.figures.frames >= 12, 30)  # a few more samples: cooldown must hold
+    finally:
+        worker.stop_event.set()
+        thread.join(20)
+        runner.stop()
+    events = detections()
+    assert [(e.camera_id, e.kind) for e in events] == [(ids["fire"], "flame")]
+    event = events[0]
+    assert event.score > 0.5 and event.evidence["count"] >= 1 and event.evidence["samples"] >= 2
+    x1, y1, x2, y2 = event.evidence["boxes"][0]
+    assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+    snapshot = cv2.imread(str(snapshots / event.evidence["snapshot"]))
+    assert snapshot is not None and snapshot.shape == (360, 640, 3)
+    assert stage.figures.inferred <= stage.figures.frames
+
+
+def test_the_gate_skips_static_scenes_until_the_heartbeat(model_files: dict[str, Path]) -> None:
+    from detectors.frames import FrameBatch
+    from detectors.video_quality import QualityMonitor
+    from tests.scenes import clean_samples
+
+    stage = load_stage(MODEL_CACHE, ["fire_smoke"], None)
+    assert stage is not None
+    quality = QualityMonitor()
+    still = clean_samples(1)[0]
+    ran = []
+    for t in range(0, 70, 2):  # one sample every 2 s of a camera whose picture never changes
+        noisy = np.clip(still.astype(np.int16) + np.random.default_rng(t).integers(-2, 3, still.shape), 0, 255)
+        batch = FrameBatch.stack([1], [float(t)], [noisy.astype(np.uint8)])
+        before = stage.figures.inferred
+        stage.run(batch, quality.observe(batch), now=1000.0 + t)
+        ran.append(stage.figures.inferred > before)
+    assert [t for t, r in zip(range(0, 70, 2), ran) if r] == [0, 30, 60]  # first sight, then the 30 s heartbeat
