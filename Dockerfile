@@ -1,17 +1,5 @@
 # One image for the API and the workers of docker-compose.yml.
-# Stage 1 exports the detection models to ONNX (torch and ultralytics live only here);
-# stage 2 is the run time: ONNX Runtime, no torch.
-FROM python:3.11-slim AS models
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY api api
-COPY config config
-COPY detectors detectors
-COPY ingest ingest
-COPY models models
-RUN pip install --no-cache-dir . && lookout models build && rm -rf models/cache/export-env
-
-FROM python:3.11-slim
+FROM python:3.11-slim AS base
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api api
@@ -20,6 +8,13 @@ COPY detectors detectors
 COPY ingest ingest
 COPY models models
 RUN pip install --no-cache-dir .
+
+# The detection models exported to ONNX once; torch and ultralytics stay in this stage.
+FROM base AS models
+RUN lookout models build && rm -rf models/cache/export-env
+
+# The run time: ONNX Runtime, no torch.
+FROM base
 COPY --from=models /app/models/cache models/cache
 ENV LOOKOUT_DATA_DIR=/var/lib/lookout
 EXPOSE 8000

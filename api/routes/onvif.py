@@ -14,12 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import CAMERA_WRITERS, PTZ_OPERATORS, Principal
 from api.deps import PathId, ServicesDep, require
-from api.schemas.onvif import DiscoverOut, DiscoverRequest, GotoPresetRequest, PresetOut, PresetsOut, ProbeOut, ProbeRequest
+from api.schemas.onvif import DiscoverOut, DiscoverRequest, GotoPresetRequest, PresetsOut, ProbeOut, ProbeRequest
 from api.services import Services
 from config.errors import InvalidInput
 from ingest import audit
 from ingest.credentials import Credentials
-from ingest.onvif_device import DeviceAddress, goto_preset, list_presets, probe_device
+from ingest.onvif_device import DeviceAddress, Preset, goto_preset, list_presets, probe_device
 from ingest.ws_discovery import discover
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["onvif"])
@@ -88,7 +88,7 @@ async def presets(camera_id: PathId, user: PtzUser, services: ServicesDep) -> di
     return {"camera_id": camera_id, "presets": [asdict(p) for p in found]}
 
 
-@router.post("/{camera_id}/ptz/goto-preset", response_model=PresetOut)
+@router.post("/{camera_id}/ptz/goto-preset", response_model=Preset)
 async def ptz_goto_preset(camera_id: PathId, body: GotoPresetRequest, user: PtzUser,
                           services: ServicesDep) -> dict[str, object]:
     """Turn the camera to a preset stored on it; recorded in the audit log."""

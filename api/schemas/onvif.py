@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from ingest.fields import Host, Port
+from ingest.onvif_device import MediaProfile, Preset
 
 Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
 PresetToken = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f<>&\"']+$")]
@@ -20,23 +21,6 @@ class ProbeRequest(BaseModel):
     username: Annotated[str, Field(max_length=128)] | None = None
     password: Password | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
-
-
-class ProfileOut(BaseModel):
-    token: str
-    name: str | None
-    encoding: str | None
-    width: int | None
-    height: int | None
-    fps: float | None
-    bitrate_kbps: int | None
-    stream_url: str | None = Field(description="without credentials")
-    ptz: bool
-
-
-class PresetOut(BaseModel):
-    token: str
-    name: str | None
 
 
 class CameraDraft(BaseModel):
@@ -58,12 +42,12 @@ class ProbeOut(BaseModel):
     firmware_version: str | None
     serial_number: str | None
     hardware_id: str | None
-    profiles: list[ProfileOut]
+    profiles: list[MediaProfile] = Field(description="stream URLs without credentials")
     main_stream_url: str | None = Field(description="the largest profile's stream")
     sub_stream_url: str | None = Field(description="the smallest profile's stream: the one workers analyse")
     snapshot_url: str | None
     ptz: bool
-    presets: list[PresetOut]
+    presets: list[Preset]
     registered_camera_ids: list[int] = Field(description="cameras already registered at this ONVIF address")
     camera: CameraDraft
 
@@ -104,4 +88,4 @@ class GotoPresetRequest(BaseModel):
 
 class PresetsOut(BaseModel):
     camera_id: int
-    presets: list[PresetOut]
+    presets: list[Preset]
