@@ -203,11 +203,11 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
     from detectors.evaluation import evaluate
-    from ingest.fire_eval import class_names, fire_model, load_labelled, maxima_of, read_images
+    from ingest.fire_eval import class_names, fire_chain, load_labelled, maxima_of, read_images
 
     labelled = load_labelled(args.dir, class_names(args.dir, args.classes))
-    detector, run, kinds = fire_model(settings.model_cache_dir)
-    maxima = maxima_of(read_images(labelled.images), detector, run, kinds, args.min_area)
+    raw, checked = maxima_of(read_images(labelled.images), fire_chain(settings.model_cache_dir), args.min_area)
+    maxima = raw if args.no_verify else checked
     result = evaluate(labelled.truth, maxima, (args.flame_threshold, args.smoke_threshold))
     if args.json:
         print(json.dumps(result))
@@ -298,6 +298,7 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--flame-threshold", type=float, default=defaults.thresholds["flame"])
     fire.add_argument("--smoke-threshold", type=float, default=defaults.thresholds["smoke"])
     fire.add_argument("--min-area", type=float, default=defaults.min_box_area, help="share of the picture")
+    fire.add_argument("--no-verify", action="store_true", help="score the fire model's boxes without the verifier")
     fire.set_defaults(run=cmd_eval_fire)
     imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
     imp.add_argument("file")

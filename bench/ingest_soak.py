@@ -4,8 +4,9 @@
 PyAV from the real footage of ../shared/media/car-detection.mp4 scaled up, with sensor-like noise
 on every frame (a synthetic test pattern decodes far cheaper than a real scene and would flatter
 full decoding), played as looping `file:` cameras (real demux and decode, no network: the RTSP
-server would compete for the same two cores). Everything a worker does per camera runs: a reader thread, the segment writer, and a
-tick that batches the latest frames into one `FrameBatch` and computes their statistics.
+server would compete for the same two cores). Everything a worker does per camera runs: a
+reader thread, the segment writer, and a tick that batches the latest frames into one
+`FrameBatch` and runs the video-quality diagnosis on it.
 
 1. Side by side, same process: CPU per camera with one analysed frame per 2 s (keyframe-only
    decoding) and with one per 0.5 s (the analysis interval is shorter than the GOP, so every
@@ -30,10 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config.processes import limit_malloc_arenas, trim_malloc  # noqa: E402
-from detectors.frames import FrameBatch  # noqa: E402
 from detectors.video_quality import QualityMonitor  # noqa: E402
 from ingest.segments import SegmentWriter, enforce_retention  # noqa: E402
-from ingest.stream_reader import StreamReader  # noqa: E402
+from ingest.stream_reader import StreamReader, latest_batch  # noqa: E402
 
 OUT = Path(__file__).with_name("out")
 SOURCE = ROOT.parent / "shared" / "media" / "car-detection.mp4"
@@ -92,14 +92,7 @@ class Rig:
         quality = QualityMonitor()
         trimmed = time.monotonic()
         while not self.stop.wait(1.0):
-            ids, times, frames = [], [], []
-            for r in self.readers:
-                latest = r.take_latest()
-                if latest is not None:
-                    ids.append(r.camera_id)
-                    times.append(latest[0])
-                    frames.append(latest[1])
-            batch = FrameBatch.stack(ids, times, frames)
+            batch = latest_batch(self.readers)
             if len(batch):
                 quality.observe(batch)
                 self.batches += 1

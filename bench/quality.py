@@ -5,8 +5,11 @@ clean footage, over a threshold sweep; and what the gate saves and costs.
   are 0 fire, 1 smoke, mapped by name), every image one sample (as `lookout eval fire`).
 - Clean footage: every frame of the two clips of ../shared/media (no fire, no smoke: every alarm
   is a false one).
-- Sweep: flame × smoke thresholds from 0.05 to 0.95; the operating point is the highest recall
-  with false alarms on at most 2 % of clean frames; the shipped defaults are scored beside it.
+- Two chains from one model run per image: the fire model's boxes as they come, and those that
+  pass the verifier (detectors/verify.py) — what the workers raise.
+- Sweep: flame × smoke thresholds from 0.05 to 0.95, the best recall within each false-alarm
+  budget; the shipped thresholds (CameraRules' defaults) must reach recall >= 0.90 with at most
+  2 % of clean frames alarming, or the script exits 1.
 - Gate: share of clean samples (one per 2 s) sent to the model, and share of fire images with
   enough flame colour for the flicker test (the others wait for motion or the 30 s heartbeat).
 
@@ -31,7 +34,7 @@ from detectors.frames import FrameBatch  # noqa: E402
 from detectors.gating import GateRules, flame_coloured, flickering_flame_share, gate  # noqa: E402
 from detectors.rules import CameraRules  # noqa: E402
 from detectors.video_quality import QualityMonitor  # noqa: E402
-from ingest.fire_eval import fire_model, load_labelled, maxima_of, read_images, video_frames  # noqa: E402
+from ingest.fire_eval import fire_chain, load_labelled, maxima_of, read_images, video_frames  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 OUT = Path(__file__).with_name("out")
@@ -62,38 +65,56 @@ def gate_figures(fps: dict[str, float]) -> dict[str, object]:
     return {"clean_samples": seen, "sent_to_model": sent, "share_sent": round(sent / seen, 3)}
 
 
-def main() -> int:
-    settings = load_settings()
-    OUT.mkdir(exist_ok=True)
-    detector, run, kinds = fire_model(settings.model_cache_dir)
-    min_area = CameraRules().min_box_area
-    started = time.monotonic()
-    labelled = load_labelled(SHARED / "datasets" / "fire-smoke", ["fire", "smoke"])
-    maxima = maxima_of(read_images(labelled.images), detector, run, kinds, min_area)
-    dataset_seconds = time.monotonic() - started
-    clean = []
-    for clip in CLIPS:
-        clean.append(maxima_of(video_frames(SHARED / "media" / clip), detector, run, kinds, min_area))
-    clean_maxima = np.concatenate(clean)
-    positives = labelled.truth.any(axis=1)
-
-    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
-    curve = sweep(maxima[positives], clean_maxima, grid)
-    allowed = curve[curve[:, 3] <= MAX_FALSE_ALARMS]
-    best = allowed[np.lexsort((allowed[:, 3], -allowed[:, 2]))][0] if len(allowed) else None
-    shipped = CameraRules().thresholds
-    shipped_pair = (shipped["flame"], shipped["smoke"])
-    on_dataset = evaluate(labelled.truth, maxima, shipped_pair)
-    shipped_false = float((clean_maxima >= np.asarray(shipped_pair)).any(axis=1).mean())
-
-    # the recall-versus-false-alarm frontier: for each false-alarm budget, the best recall
-    frontier = []
+def operating_points(curve: np.ndarray) -> list[dict[str, float]]:
+    """For each false-alarm budget, the best recall on the curve and its thresholds."""
+    points = []
     for budget in (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2):
         within = curve[curve[:, 3] <= budget]
         if len(within):
             top = within[np.argmax(within[:, 2])]
-            frontier.append({"max_false_alarms": budget, "flame": top[0], "smoke": top[1],
-                             "recall": round(float(top[2]), 4), "false_alarms": round(float(top[3]), 4)})
+            points.append({"max_false_alarms": budget, "flame": float(top[0]), "smoke": float(top[1]),
+                           "recall": round(float(top[2]), 4), "false_alarms": round(float(top[3]), 4)})
+    return points
+
+
+def at(maxima_pos: np.ndarray, maxima_clean: np.ndarray, pair: tuple[float, float]) -> dict[str, float]:
+    threshold = np.asarray(pair, np.float32)
+    return {"recall": round(float((maxima_pos >= threshold).any(axis=1).mean()), 4),
+            "false_alarms": round(float((maxima_clean >= threshold).any(axis=1).mean()), 4)}
+
+
+def main() -> int:
+    settings = load_settings()
+    OUT.mkdir(exist_ok=True)
+    stage = fire_chain(settings.model_cache_dir)
+    min_area = CameraRules().min_box_area
+    started = time.monotonic()
+    labelled = load_labelled(SHARED / "datasets" / "fire-smoke", ["fire", "smoke"])
+    raw, checked = maxima_of(read_images(labelled.images), stage, min_area)
+    dataset_seconds = time.monotonic() - started
+    clean_raw, clean_checked = [], []
+    for clip in CLIPS:
+        r, c = maxima_of(video_frames(SHARED / "media" / clip), stage, min_area)
+        clean_raw.append(r)
+        clean_checked.append(c)
+    clean = {"model alone": np.concatenate(clean_raw), "verified": np.concatenate(clean_checked)}
+    data = {"model alone": raw, "verified": checked}
+    positives = labelled.truth.any(axis=1)
+
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    shipped = CameraRules().thresholds
+    shipped_pair = (shipped["flame"], shipped["smoke"])
+    chains = {}
+    for name in data:
+        curve = sweep(data[name][positives], clean[name], grid)
+        on_dataset = evaluate(labelled.truth, data[name], shipped_pair)
+        chains[name] = {
+            "shipped": {**at(data[name][positives], clean[name], shipped_pair),
+                        "false_alarm_rate_on_dataset_negatives": on_dataset["false_alarm_rate"],
+                        "classes": on_dataset["classes"]},
+            "frontier": operating_points(curve),
+            "curve": [[float(f), float(s), round(float(r), 4), round(float(a), 4)] for f, s, r, a in curve],
+        }
 
     fire_images = labelled.truth[:, 0]
     colour = np.array([flame_coloured(f[None], 2).mean() for f in read_images(
@@ -101,15 +122,9 @@ def main() -> int:
     results = {
         "dataset": {"images": len(labelled.images), "positives": int(positives.sum()),
                     "negatives": int((~positives).sum()), "seconds": round(dataset_seconds, 1)},
-        "clean_frames": len(clean_maxima),
-        "shipped": {"thresholds": dict(zip(("flame", "smoke"), shipped_pair)), "recall": on_dataset["recall"],
-                    "false_alarms_on_clean_frames": round(shipped_false, 4),
-                    "false_alarm_rate_on_dataset_negatives": on_dataset["false_alarm_rate"],
-                    "classes": on_dataset["classes"]},
-        "best_within_2pct": None if best is None else {"flame": best[0], "smoke": best[1],
-                                                      "recall": round(float(best[2]), 4),
-                                                      "false_alarms": round(float(best[3]), 4)},
-        "frontier": frontier,
+        "clean_frames": len(clean["verified"]),
+        "thresholds_shipped": dict(zip(("flame", "smoke"), shipped_pair)),
+        "chains": chains,
         "gate": {**gate_figures({"car-detection.mp4": 12.5, "one-by-one-person-detection.mp4": 10.0}),
                  # stills cannot flicker: the share of fire images with enough flame colour for
                  # the flicker test to fire once the flames move
@@ -117,9 +132,13 @@ def main() -> int:
         "goal": {"recall": 0.90, "max_false_alarms": MAX_FALSE_ALARMS},
     }
     (OUT / "quality.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
-    ok = best is not None and best[2] >= 0.90
-    print("goal met" if ok else "goal NOT met: recall >= 0.90 at <= 2 % false alarms")
+    print(json.dumps({k: v for k, v in results.items() if k != "chains"} | {
+        "chains": {name: {k: v for k, v in chain.items() if k != "curve"} for name, chain in chains.items()}},
+        indent=2))
+    shipped_figures = chains["verified"]["shipped"]
+    ok = shipped_figures["recall"] >= 0.90 and shipped_figures["false_alarms"] <= MAX_FALSE_ALARMS
+    print("goal met at the shipped thresholds" if ok else
+          "goal NOT met at the shipped thresholds: recall >= 0.90 with <= 2 % of clean frames alarming")
     return 0 if ok else 1
 
 

@@ -32,6 +32,11 @@ class Detections:
         """The boxes where `mask` (a boolean (K,) array or an index array) holds."""
         return Detections(self.xyxy[mask], self.confidence[mask], self.class_id[mask], self.frame_index[mask])
 
+    def on_rows(self, rows: np.ndarray) -> Detections:
+        """The same boxes with each frame_index f replaced by rows[f]: from a sub-batch's rows
+        back to the batch's (rows = the sub-batch's row numbers in the batch), or the reverse."""
+        return Detections(self.xyxy, self.confidence, self.class_id, rows[self.frame_index].astype(np.int32))
+
     @property
     def areas(self) -> np.ndarray:
         return np.clip(self.xyxy[:, 2] - self.xyxy[:, 0], 0, None) * np.clip(self.xyxy[:, 3] - self.xyxy[:, 1], 0, None)

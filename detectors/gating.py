@@ -23,12 +23,14 @@ class GateRules:
     heartbeat_seconds: float = 30.0  # a static scene is re-checked this often anyway
 
 
-def flame_coloured(frames: np.ndarray, step: int) -> np.ndarray:
+def flame_coloured(frames: np.ndarray, step: int, min_red: int = 190, red_over_blue: int = 80) -> np.ndarray:
     """(N, H/step, W/step) bool: pixels that look like open flame — bright, red over green over
-    blue (the classic RGB fire-pixel rule) — on a strided copy of the batch."""
+    blue, red well above blue (the classic RGB fire-pixel rule) — on a strided copy of the batch.
+    The gate uses the strict defaults (a candidate must be unmistakable to cost a model run);
+    the verifier (`detectors.verify`) a looser rule, since it only confirms the model's box."""
     small = frames[:, ::step, ::step].astype(np.int16)
     r, g, b = small[..., 0], small[..., 1], small[..., 2]
-    return (r > 190) & (r >= g) & (g > b) & (r - b > 80)
+    return (r > min_red) & (r >= g) & (g > b) & (r - b > red_over_blue)
 
 
 def flickering_flame_share(frames: np.ndarray, motion_mask: np.ndarray) -> np.ndarray:

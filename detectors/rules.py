@@ -45,7 +45,9 @@ class Zone:
 @dataclass(frozen=True)
 class CameraRules:
     zones: tuple[Zone, ...] = ()  # no include zone: the whole picture is watched
-    thresholds: dict[str, float] = field(default_factory=lambda: {"flame": 0.5, "smoke": 0.6, "person": 0.4})
+    # flame and smoke: chosen on the precision-recall sweep of bench/quality.py, for boxes that
+    # passed the verifier (detectors/verify.py); see bench/RESULTS.md
+    thresholds: dict[str, float] = field(default_factory=lambda: {"flame": 0.25, "smoke": 0.5, "person": 0.4})
     min_box_area: float = 0.0004  # share of the picture; smaller boxes are noise at this range
     persistence: tuple[int, int] = (3, 5)  # k of the last n samples
     cooldown_seconds: float = 600.0

@@ -110,7 +110,7 @@ class YoloDetector:
     """One model over whole batches: its classes, input size and per-class thresholds."""
 
     classes: tuple[str, ...]
-    input_size: tuple[int, int]  # (height, width), multiples of 32
+    input_size: tuple[int, int]  # (height, width), multiples of 32, for 16:9 frames; see `input_for`
     thresholds: np.ndarray  # (C,) minimum score per class
     iou: float = 0.45
     max_batch: int = 16  # frames per run: bounds the input tensor's memory
@@ -121,11 +121,22 @@ class YoloDetector:
         if self.input_size[0] % 32 or self.input_size[1] % 32:
             raise ValueError(f"input size must be multiples of 32, got {self.input_size}")
 
+    def input_for(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        """The input (height, width) for frames of `frame_size`: the longer side of
+        `input_size`, the shorter fitted to the frames' aspect and rounded up to 32. A 16:9
+        frame gets 384×640 and a square one 640×640 — the same scale either way, rather than
+        shrinking a square picture into a 16:9 input (the exported models take any size)."""
+        longest = max(self.input_size)
+        scale = longest / max(frame_size)
+        height, width = (min(longest, -(-round(side * scale) // 32) * 32) for side in frame_size)
+        return height, width
+
     def detect(self, frames: np.ndarray, run: Run) -> Detections:
         """Every box in `frames` (N, H, W, 3), its frame_index the row in `frames`."""
         parts = []
+        size = self.input_for(frames.shape[1:3]) if len(frames) else self.input_size
         for start in range(0, len(frames), self.max_batch):
-            tensor, box = letterbox(frames[start:start + self.max_batch], self.input_size)
+            tensor, box = letterbox(frames[start:start + self.max_batch], size)
             found = decode(run(tensor), box, self.thresholds, self.iou)
             parts.append(Detections(found.xyxy, found.confidence, found.class_id,
                                     (found.frame_index + start).astype(np.int32)))

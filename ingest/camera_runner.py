@@ -2,8 +2,8 @@
 
 `assign` / `release` are the worker's lease hooks; each reader also feeds its camera's
 segment writer (`ingest.segments`), whose retention runs here once a minute. Each `tick`
-hands the latest due frame of every camera to the detectors as ONE `FrameBatch` (until the detection core lands, through
-the cheap per-frame statistics only), turns what the readers saw into statuses
+hands the latest due frame of every camera to the detectors as ONE `FrameBatch` (video quality
+and motion, then the detection stage of `ingest.detection`), turns what the readers saw into statuses
 (`detectors.camera_health`, all cameras at once), writes the changes to the registry and
 publishes `camera_offline` / `camera_online` events on `lookout:events`.
 """
@@ -34,7 +34,7 @@ from ingest.detection import DetectionStage
 from ingest.fields import StreamUrl
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
-from ingest.stream_reader import StreamReader
+from ingest.stream_reader import StreamReader, latest_batch
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
@@ -163,14 +163,7 @@ class CameraRunner:
     # -- every tick -------------------------------------------------------------------------
     def collect(self) -> FrameBatch:
         """The latest due frame of every camera that has a new one, as one batch."""
-        ids, times, frames = [], [], []
-        for camera_id, reader in self.readers.items():
-            latest = reader.take_latest()
-            if latest is not None:
-                ids.append(camera_id)
-                times.append(latest[0])
-                frames.append(latest[1])
-        return FrameBatch.stack(ids, times, frames)
+        return latest_batch(self.readers.values())
 
     def analyse(self, batch: FrameBatch) -> None:
         """The batch through the detection stages; their events onto the event stream."""

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from detectors.camera_rows import CameraRows, grow
 from config.errors import ConfigError
+from detectors.camera_rows import CameraRows, grow
+from detectors.detections import Detections
 from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.gating import GateRules, flickering_flame_share, gate
-from detectors.rules import RuleEngine
+from detectors.rules import KIND_COLUMNS, RuleEngine
+from detectors.verify import VerifyRules, evidence, verified
 from detectors.video_quality import QualityReport
 from detectors.yolo import Run, YoloDetector
 from models.manifest import ModelManifest
@@ -29,12 +33,38 @@ log = logging.getLogger("lookout.detection")
 COLOURS = {"flame": (0, 64, 255), "smoke": (160, 160, 160), "person": (0, 200, 0)}  # BGR for OpenCV
 
 
+STEPS = ("gate", "fire_model", "people_model", "inference", "verify", "rules", "snapshots")
+
+
 @dataclass
-class GateFigures:
-    """How much inference the gate saved: frames seen, frames run."""
+class StageFigures:
+    """What the stage did: frames seen, frames the gate let through to the models, and the
+    seconds spent in each step. `inference` is the models' own run time (ONNX Runtime); the
+    two model steps include it, with letterboxing, decoding and NMS."""
 
     frames: int = 0
     inferred: int = 0
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
+
+    @contextmanager
+    def timing(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] += time.perf_counter() - started
+
+    def timed(self, run: Run) -> Run:
+        """`run` with its time added to `inference`."""
+        def timed_run(tensor: np.ndarray) -> np.ndarray:
+            with self.timing("inference"):
+                return run(tensor)
+        return timed_run
+
+
+def heartbeat_phase(camera_ids: np.ndarray) -> np.ndarray:
+    """A fixed share of the heartbeat period per camera, spread evenly (golden-ratio steps)."""
+    return (camera_ids * 0.6180339887498949) % 1.0
 
 
 @dataclass
@@ -50,8 +80,9 @@ class DetectionStage:
     rules: RuleEngine
     people: Model | None = None
     gate_rules: GateRules = field(default_factory=GateRules)
+    verify_rules: VerifyRules = field(default_factory=VerifyRules)
     snapshot_dir: Path | None = None
-    figures: GateFigures = field(default_factory=GateFigures)
+    figures: StageFigures = field(default_factory=StageFigures)
 
     def __post_init__(self) -> None:
         self.cameras = CameraRows()
@@ -66,33 +97,70 @@ class DetectionStage:
         if not len(batch):
             return []
         now = time.time() if now is None else now
-        rows, added = self.cameras.rows(batch.camera_ids)
-        self.last_inference = grow(self.last_inference, added, -np.inf)
-        usable = ~quality.faults.any(axis=1)  # a black, frozen or blurred picture has nothing to show
-        chosen = usable & gate(quality.motion, flickering_flame_share(batch.frames, quality.motion_mask),
-                               now - self.last_inference[rows], self.gate_rules)
+        with self.figures.timing("gate"):
+            rows, added = self.cameras.rows(batch.camera_ids)
+            self.last_inference = grow(self.last_inference, added, -np.inf)
+            usable = ~quality.faults.any(axis=1)  # a black, frozen or blurred picture has nothing to show
+            chosen = usable & gate(quality.motion, flickering_flame_share(batch.frames, quality.motion_mask),
+                                   now - self.last_inference[rows], self.gate_rules)
         self.figures.frames += len(batch)
         self.figures.inferred += int(chosen.sum())
         if not chosen.any():
             return []
-        self.last_inference[rows[chosen]] = now
+        # cameras seen for the first time arrive together when a worker starts: spread their
+        # heartbeats over the period (a fixed phase per camera) so that static scenes do not all
+        # come back to the models in the same tick, every heartbeat, for ever
+        first = np.isneginf(self.last_inference[rows[chosen]])
+        phase = heartbeat_phase(batch.camera_ids[chosen]) * self.gate_rules.heartbeat_seconds
+        self.last_inference[rows[chosen]] = now - np.where(first, phase, 0.0)
         subset = FrameBatch(batch.camera_ids[chosen], batch.timestamps[chosen], batch.frames[chosen])
         size = subset.frames.shape[1:3]
         local = time.localtime(now)
         minute = local.tm_hour * 60 + local.tm_min
-        found = self.fire.detector.detect(subset.frames, self.fire.run)
-        events = self.rules.fire_events(found, self.fire.manifest.class_kinds(), subset.camera_ids,
-                                        subset.timestamps, size, minute)
+        crowd_rows = np.zeros(len(subset), bool)
         if self.people is not None and len(self.rules.zones.camera):
-            crowd_cameras = np.isin(subset.camera_ids, self.rules.zones.camera[~np.isnan(self.rules.zones.area)])
-            if crowd_cameras.any():
-                people = self.people.detector.detect(subset.frames[crowd_cameras], self.people.run)
-                crowd, _ = self.rules.crowd_events(people, subset.camera_ids[crowd_cameras],
-                                                   subset.timestamps[crowd_cameras], size)
+            crowd_rows = np.isin(subset.camera_ids, self.rules.zones.camera[~np.isnan(self.rules.zones.area)])
+        smoke_floor = float(self.rules.table.thresholds[:, KIND_COLUMNS.index("smoke")].min())
+        found, people = self.confirmed(subset.frames, quality.motion_mask[chosen], smoke_floor, crowd_rows)
+        with self.figures.timing("rules"):
+            events = self.rules.fire_events(found, self.fire.manifest.class_kinds(), subset.camera_ids,
+                                            subset.timestamps, size, minute)
+            if crowd_rows.any():
+                position = np.cumsum(crowd_rows) - 1  # subset row → row among the crowd cameras
+                crowd, _ = self.rules.crowd_events(people.select(crowd_rows[people.frame_index]).on_rows(position),
+                                                   subset.camera_ids[crowd_rows], subset.timestamps[crowd_rows], size)
                 events += crowd
         if events and self.snapshot_dir is not None:
-            events = [self._with_snapshot(event, subset) for event in events]
+            with self.figures.timing("snapshots"):
+                events = [self._with_snapshot(event, subset) for event in events]
         return events
+
+    def confirmed(self, frames: np.ndarray, motion_mask: np.ndarray | None, smoke_floor: float,
+                  people_rows: np.ndarray | None = None) -> tuple[Detections, Detections]:
+        """The fire model's boxes on `frames` that pass verification, and the people found (see
+        `verify`)."""
+        with self.figures.timing("fire_model"):
+            found = self.fire.detector.detect(frames, self.fire.run)
+        return self.verify(frames, found, motion_mask, smoke_floor, people_rows)
+
+    def verify(self, frames: np.ndarray, found: Detections, motion_mask: np.ndarray | None, smoke_floor: float,
+               people_rows: np.ndarray | None = None) -> tuple[Detections, Detections]:
+        """The boxes of `found` (the fire model's, on `frames`) that pass `detectors.verify`,
+        and the people found on the frames that needed the people model: `people_rows` (crowd
+        cameras) and those with a smoke candidate of `smoke_floor` or more, which a person must
+        not explain. `motion_mask` is None for stills."""
+        kinds = self.fire.manifest.class_kinds()
+        need = np.zeros(len(frames), bool) if people_rows is None else people_rows.copy()
+        smoke = (np.asarray(kinds)[found.class_id] == "smoke") & (found.confidence >= smoke_floor)
+        need[found.frame_index[smoke]] = True
+        people = Detections.empty()
+        if self.people is not None and need.any():
+            with self.figures.timing("people_model"):
+                people = self.people.detector.detect(frames[need], self.people.run).on_rows(np.flatnonzero(need))
+        with self.figures.timing("verify"):
+            person_floor = float(self.rules.table.thresholds[:, KIND_COLUMNS.index("person")].min())
+            seen = evidence(frames, found, people.select(people.confidence >= person_floor), motion_mask)
+            return found.select(verified(found, kinds, seen, self.verify_rules)), people
 
     def _with_snapshot(self, event: Event, subset: FrameBatch) -> Event:
         """The event with `snapshot` (a path under snapshot_dir) in its evidence."""
@@ -121,7 +189,7 @@ class DetectionStage:
 
 
 def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: RuleEngine | None = None,
-               thresholds: float = 0.2) -> DetectionStage | None:
+               thresholds: float = 0.2, threads: int = 1) -> DetectionStage | None:
     """The stage over the verified models `names` of `cache` (None when `names` is empty).
 
     Decoding keeps boxes from `thresholds` up; each camera's rules then apply their own, higher
@@ -133,6 +201,7 @@ def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: 
     from models.manifest import manifests
 
     known = manifests()
+    figures = StageFigures()
     loaded = {}
     for name in names:
         if name not in known:
@@ -140,8 +209,8 @@ def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: 
         manifest = known[name]
         detector = YoloDetector(manifest.classes, manifest.input_size, np.full(len(manifest.classes), thresholds,
                                                                                 np.float32))
-        loaded[name] = Model(manifest, detector, onnx_runner(verified_model(cache, manifest)))
+        loaded[name] = Model(manifest, detector, figures.timed(onnx_runner(verified_model(cache, manifest), threads)))
     if "fire_smoke" not in loaded:
         raise ConfigError("the detection stage needs the fire_smoke model", field="detectors")
     return DetectionStage(loaded["fire_smoke"], rules or RuleEngine({}), loaded.get("people"),
-                          snapshot_dir=snapshot_dir)
+                          snapshot_dir=snapshot_dir, figures=figures)

@@ -21,7 +21,7 @@ import yaml
 
 from config.errors import InvalidInput
 from detectors.evaluation import CLASSES, image_maxima
-from detectors.yolo import Run, YoloDetector
+from ingest.detection import DetectionStage, load_stage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 NAME_TO_KIND = {"fire": "flame", "flame": "flame", "smoke": "smoke"}
@@ -74,14 +74,21 @@ def scaled(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
 
 
-def maxima_of(frames: Iterator[np.ndarray], detector: YoloDetector, run: Run, kinds: tuple[str, ...],
-              min_area_share: float) -> np.ndarray:
-    """(I, 2) best flame and smoke score of each frame, one model run per frame."""
-    rows = []
+def maxima_of(frames: Iterator[np.ndarray], stage: DetectionStage,
+              min_area_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """(I, 2) best flame and smoke score of each frame, one sample per frame, twice: the fire
+    model's boxes as they come, and those that pass verification (one model run for both, so
+    that what the verifier adds is measured on the same boxes). Stills have no previous
+    sample: the verifier's motion test is skipped."""
+    kinds = stage.fire.manifest.class_kinds()
+    raw, checked = [], []
     for frame in frames:
-        found = detector.detect(frame[None], run)
-        rows.append(image_maxima(found, kinds, 1, min_area_share * frame.shape[0] * frame.shape[1])[0])
-    return np.array(rows, np.float32).reshape(-1, len(CLASSES))
+        found = stage.fire.detector.detect(frame[None], stage.fire.run)
+        confirmed, _ = stage.verify(frame[None], found, None, smoke_floor=0.0)
+        min_area = min_area_share * frame.shape[0] * frame.shape[1]
+        raw.append(image_maxima(found, kinds, 1, min_area)[0])
+        checked.append(image_maxima(confirmed, kinds, 1, min_area)[0])
+    return tuple(np.array(rows, np.float32).reshape(-1, len(CLASSES)) for rows in (raw, checked))  # type: ignore[return-value]
 
 
 def read_images(paths: list[Path]) -> Iterator[np.ndarray]:
@@ -101,14 +108,9 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
             yield scaled(frame.to_ndarray(format="bgr24"))
 
 
-def fire_model(cache: Path, threads: int | None = None) -> tuple[YoloDetector, Run, tuple[str, ...]]:
-    """The shipped fire model over all cores, keeping boxes from 0.05 so that any threshold
-    above can be scored afterwards."""
-    from ingest.model_runtime import onnx_runner
-    from models.build import verified_model
-    from models.manifest import manifests
-
-    manifest = manifests()["fire_smoke"]
-    detector = YoloDetector(manifest.classes, manifest.input_size, np.full(len(manifest.classes), 0.05, np.float32))
-    run = onnx_runner(verified_model(cache, manifest), threads or os.cpu_count() or 1)
-    return detector, run, manifest.class_kinds()
+def fire_chain(cache: Path, threads: int | None = None) -> DetectionStage:
+    """The worker's detection stage (fire model, people model for the smoke check, verifier)
+    over all cores, keeping boxes from 0.05 so that any threshold above can be scored after."""
+    stage = load_stage(cache, ["fire_smoke", "people"], None, thresholds=0.05, threads=threads or os.cpu_count() or 1)
+    assert stage is not None
+    return stage

@@ -20,13 +20,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import av
 import numpy as np
+
+from detectors.frames import FrameBatch
 
 log = logging.getLogger("lookout.stream")
 
@@ -251,3 +253,15 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, av.error.ExitError) or "Immediate exit requested" in str(exc):
         return "timed out"
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def latest_batch(readers: Iterable[StreamReader]) -> FrameBatch:
+    """The newest analysed frame of every reader that has a new one, as one batch."""
+    ids, times, frames = [], [], []
+    for reader in readers:
+        latest = reader.take_latest()
+        if latest is not None:
+            ids.append(reader.camera_id)
+            times.append(latest[0])
+            frames.append(latest[1])
+    return FrameBatch.stack(ids, times, frames)

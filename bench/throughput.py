@@ -1,0 +1,246 @@
+"""Cameras per CPU core, end to end (decode + detect), against the naive way in the same run.
+
+Cameras: 1080p25 H.264 like a camera's main stream (a keyframe every 2 s), played as looping
+`file:` sources at their own rate (real demux and decode, no network), one analysed frame per
+2 s, in a realistic mix:
+- static (most): an empty hall from ../shared/media with sensor noise on every frame;
+- motion (some): the parking lot of ../shared/media, cars coming and going;
+- fire (a few): a real fire photograph of ../shared/datasets/fire-smoke, panning.
+
+Ours: what `lookout worker` runs — a PyAV reader thread per camera (keyframe-only decoding,
+scaled to 640×360 inside the decoder), and a 1 s tick that batches the latest frame of every
+camera into one FrameBatch: video quality and motion, gate, fire model (ONNX Runtime, one
+thread), verifier (people model where a smoke candidate needs it), rules. The segment store is
+left out here (bench/ingest_soak.py measures it with decoding).
+
+Naive, same run, in the models' export environment (it has torch and ultralytics): one thread
+per camera reading every frame with OpenCV and calling ultralytics' `model.predict()` on one
+frame every 2 s, the fire model's own weights at its default 640 input, torch on one thread
+per call.
+
+Cameras per core = cameras / (process CPU seconds / wall seconds), measured over `--seconds`
+after a warm-up; each side must also keep up (≥ 90 % of the due frames analysed).
+Run: `make bench` or `.venv/bin/python bench/throughput.py [--cameras 100] [--seconds 60]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from config.processes import limit_malloc_arenas  # noqa: E402
+from config.settings import load_settings  # noqa: E402
+from detectors.video_quality import QualityMonitor  # noqa: E402
+from ingest.detection import STEPS, load_stage  # noqa: E402
+from ingest.stream_reader import StreamReader, latest_batch  # noqa: E402
+from models.manifest import manifests  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+OUT = Path(__file__).with_name("out")
+SIZE = (1920, 1080)
+FPS, GOP, SECONDS = 25, 50, 10
+INTERVAL = 2.0
+MIX = {"static": 0.80, "motion": 0.15, "fire": 0.05}
+
+
+def encode(path: Path, frames: object) -> Path:
+    """An H.264 clip like a camera's main stream from an iterator of 1080p RGB frames."""
+    params = f"keyint={GOP}:min-keyint={GOP}:bframes=0:scenecut=0:bitrate=4000:vbv-maxrate=4000:vbv-bufsize=8000"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS, options={"x264-params": params, "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = *SIZE, "yuv420p"
+        for image in frames:  # type: ignore[attr-defined]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def noisy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(image + rng.integers(-3, 4, image.shape, dtype=np.int16), 0, 255).astype(np.uint8)
+
+
+def static_frames() -> object:
+    rng = np.random.default_rng(1)
+    with av.open(str(SHARED / "media" / "one-by-one-person-detection.mp4")) as source:
+        first = next(source.decode(video=0)).to_ndarray(format="rgb24", width=SIZE[0], height=SIZE[1])
+    for _ in range(FPS * SECONDS):
+        yield noisy(first, rng)
+
+
+def motion_frames() -> object:
+    rng = np.random.default_rng(2)
+    made = 0
+    with av.open(str(SHARED / "media" / "car-detection.mp4")) as source:
+        for frame in source.decode(video=0):  # 12.5 fps: each frame twice
+            image = frame.to_ndarray(format="rgb24", width=SIZE[0], height=SIZE[1])
+            for _ in range(2):
+                yield noisy(image, rng)
+                made += 1
+            if made >= FPS * SECONDS:
+                return
+
+
+def fire_image() -> Path:
+    """A real fire scene: the first labelled fire-only image of the dataset at least 640 wide."""
+    for label in sorted((SHARED / "datasets/fire-smoke/labels").glob("*.txt")):
+        lines = [line.split() for line in label.read_text().splitlines() if line.strip()]
+        if lines and all(parts[0] == "0" for parts in lines):  # this dataset: 0 = fire
+            image = next((SHARED / "datasets/fire-smoke/images").glob(label.stem + ".*"))
+            if cv2.imread(str(image)).shape[1] >= 640:
+                return image
+    raise SystemExit("no fire image in the dataset")
+
+
+def fire_frames() -> object:
+    rng = np.random.default_rng(3)
+    image = cv2.cvtColor(cv2.resize(cv2.imread(str(fire_image())), SIZE), cv2.COLOR_BGR2RGB)
+    for i in range(FPS * SECONDS):
+        yield noisy(np.roll(image, 4 * i, axis=1), rng)
+
+
+def make_clips(folder: Path) -> dict[str, Path]:
+    return {"static": encode(folder / "static.mp4", static_frames()),
+            "motion": encode(folder / "motion.mp4", motion_frames()),
+            "fire": encode(folder / "fire.mp4", fire_frames())}
+
+
+def camera_kinds(cameras: int) -> list[str]:
+    counts = {kind: round(share * cameras) for kind, share in MIX.items()}
+    counts["static"] = cameras - counts["motion"] - counts["fire"]
+    return [kind for kind, count in counts.items() for _ in range(count)]
+
+
+def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float) -> dict[str, object]:
+    settings = load_settings()
+    stage = load_stage(settings.model_cache_dir, ["fire_smoke", "people"], None)
+    assert stage is not None
+    kinds = camera_kinds(cameras)
+    readers = [StreamReader(i, clips[kind].as_uri(), size=(640, 360), interval=INTERVAL)
+               for i, kind in enumerate(kinds)]
+    stop = threading.Event()
+    tick = {"quality": 0.0, "frames": 0, "events": 0, "longest": 0.0}
+
+    def run_ticks() -> None:
+        quality = QualityMonitor()
+        while not stop.wait(max(0.0, 1.0 - (time.monotonic() % 1.0))):
+            started = time.perf_counter()
+            batch = latest_batch(readers)
+            if not len(batch):
+                continue
+            t0 = time.perf_counter()
+            report = quality.observe(batch)
+            tick["quality"] += time.perf_counter() - t0
+            tick["events"] += len(stage.run(batch, report))
+            tick["frames"] += len(batch)
+            tick["longest"] = max(tick["longest"], time.perf_counter() - started)
+
+    for reader in readers:
+        reader.start()
+    ticker = threading.Thread(target=run_ticks, daemon=True)
+    ticker.start()
+    ticker_clock = time.pthread_getcpuclockid(ticker.ident)  # type: ignore[arg-type]
+    time.sleep(warmup)
+    before = dict(stage.figures.seconds), stage.figures.frames, stage.figures.inferred
+    decoded0 = sum(r.stats.decoded for r in readers)
+    tick0 = dict(tick, longest=0.0)
+    tick["longest"] = 0.0
+    cpu0, wall0, ticker0 = time.process_time(), time.monotonic(), time.clock_gettime(ticker_clock)
+    time.sleep(seconds)
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+    ticker_cpu = time.clock_gettime(ticker_clock) - ticker0
+    decoded = sum(r.stats.decoded for r in readers) - decoded0
+    analysed = tick["frames"] - tick0["frames"]
+    stop.set()
+    for reader in readers:
+        reader.stop()
+    for reader in readers:
+        reader.join(10)
+    ticker.join(60)
+    steps = {step: stage.figures.seconds[step] - before[0][step] for step in STEPS}
+    frames = stage.figures.frames - before[1]
+    inferred = stage.figures.inferred - before[2]
+    per_frame_ms = {f"{step}_ms_per_sample": round(1000 * steps[step] / max(frames, 1), 2) for step in STEPS}
+    cores = cpu / wall
+    return {
+        "cameras": cameras, "mix": {kind: kinds.count(kind) for kind in MIX}, "seconds": round(wall, 1),
+        "cpu_cores_used": round(cores, 3), "cameras_per_core": round(cameras / cores, 1),
+        "analysed_per_camera_per_s": round(analysed / wall / cameras, 3),
+        "kept_up": analysed / wall / cameras >= 0.9 / INTERVAL,
+        "decoded_per_camera_per_s": round(decoded / wall / cameras, 3),
+        "gate_share_to_models": round(inferred / max(frames, 1), 3),
+        "events": int(tick["events"] - tick0["events"]), "longest_tick_s": round(tick["longest"], 3),
+        "breakdown_core_share": {
+            "decode_and_demux (reader threads)": round((cpu - ticker_cpu) / wall, 3),
+            "tick thread (everything below)": round(ticker_cpu / wall, 3),
+            "quality_and_motion": round((tick["quality"] - tick0["quality"]) / wall, 3),
+            **{step: round(steps[step] / wall, 3) for step in STEPS},
+        },
+        "per_sample": per_frame_ms,
+    }
+
+
+def naive(clips: dict[str, Path], cameras: int, seconds: float, warmup: float) -> dict[str, object]:
+    """The naive loop in the export environment's Python (torch and ultralytics live there)."""
+    settings = load_settings()
+    python = settings.model_cache_dir / "export-env" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"{python} is missing: run `lookout models build` first")
+    source = manifests()["fire_smoke"].source
+    kinds = camera_kinds(cameras)
+    paths = [str(clips[kind]) for kind in kinds]
+    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONNOUSERSITE": "1", "OMP_NUM_THREADS": "1",
+           "YOLO_CONFIG_DIR": str(settings.model_cache_dir / "export-env" / "ultralytics")}
+    done = subprocess.run([str(python), str(Path(__file__).with_name("naive_predict.py")), source.module, source.file,
+                           str(seconds), str(warmup), str(INTERVAL), *paths],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"naive loop failed: {done.stderr[-2000:]}")
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["mix"] = {kind: kinds.count(kind) for kind in MIX}
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cameras", type=int, default=100)
+    parser.add_argument("--naive-cameras", type=int, default=2, help="0: measure ours only")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=15.0)
+    opts = parser.parse_args()
+    limit_malloc_arenas()  # as `lookout worker` does
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = make_clips(Path(tmp))
+        mine = ours(clips, opts.cameras, opts.seconds, opts.warmup)
+        print(json.dumps({"ours": mine}, indent=2), flush=True)
+        if not opts.naive_cameras:
+            return 0
+        theirs = naive(clips, opts.naive_cameras, opts.seconds, opts.warmup)
+    results = {"machine": {"cpus": os.cpu_count()}, "ours": mine, "naive": theirs,
+               "ratio_cameras_per_core": round(float(mine["cameras_per_core"]) / float(theirs["cameras_per_core"]), 1),
+               "goal": {"cameras_per_core": 60, "ratio": 5}}
+    OUT.mkdir(exist_ok=True)
+    (OUT / "throughput.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    ok = (mine["kept_up"] and float(mine["cameras_per_core"]) >= 60 and results["ratio_cameras_per_core"] >= 5)
+    print("goal met" if ok else "goal NOT met: >= 60 cameras per core, keeping up, and >= 5x the naive loop")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
