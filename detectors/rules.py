@@ -94,6 +94,10 @@ class RuleTable:
         self.crowd_levels = np.array([r.crowd_levels for r in table])
         self.crowd_min = np.array([r.crowd_min_seconds for r in table])
 
+    def lowest(self, kind: str) -> float:
+        """The lowest threshold any camera sets for `kind`: below it, no rule can use a box."""
+        return float(self.thresholds[:, KIND_COLUMNS.index(kind)].min())
+
     def rows(self, camera_ids: np.ndarray) -> np.ndarray:
         """Row of each camera; the default's row for cameras without rules of their own."""
         at = np.searchsorted(self.ids, camera_ids)

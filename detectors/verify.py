@@ -26,7 +26,7 @@ import numpy as np
 
 from detectors.detections import Detections
 from detectors.gating import flame_coloured
-from detectors.video_quality import LUMA_FIXED
+from detectors.video_quality import small_gray
 
 FLAME_MIN_RED, FLAME_RED_OVER_BLUE = 150, 60  # looser than the gate's: the model already points at the box
 STEP = 2  # the maps are computed on every second pixel: boxes smaller than that are noise anyway
@@ -99,9 +99,7 @@ def evidence(frames: np.ndarray, boxes: Detections, people: Detections | None = 
         return BoxEvidence(empty, empty, empty, empty)
     used, rows = np.unique(boxes.frame_index, return_inverse=True)  # only frames with candidates
     picked = frames[used]
-    r, g, b = LUMA_FIXED
-    small = picked[:, ::STEP, ::STEP].astype(np.float32)
-    luma = (small[..., 0] * r + small[..., 1] * g + small[..., 2] * b) / 256.0
+    luma = small_gray(picked, STEP)
     flame = flame_coloured(picked, STEP, FLAME_MIN_RED, FLAME_RED_OVER_BLUE).astype(np.float32)
     maps = np.stack([flame, luma, luma * luma], axis=-1)
     grid = maps.shape[1:3]

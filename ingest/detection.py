@@ -23,7 +23,7 @@ from detectors.detections import Detections
 from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.gating import GateRules, flickering_flame_share, gate
-from detectors.rules import KIND_COLUMNS, RuleEngine
+from detectors.rules import RuleEngine
 from detectors.verify import VerifyRules, evidence, verified
 from detectors.video_quality import QualityReport
 from detectors.yolo import Run, YoloDetector
@@ -120,8 +120,8 @@ class DetectionStage:
         crowd_rows = np.zeros(len(subset), bool)
         if self.people is not None and len(self.rules.zones.camera):
             crowd_rows = np.isin(subset.camera_ids, self.rules.zones.camera[~np.isnan(self.rules.zones.area)])
-        smoke_floor = float(self.rules.table.thresholds[:, KIND_COLUMNS.index("smoke")].min())
-        found, people = self.confirmed(subset.frames, quality.motion_mask[chosen], smoke_floor, crowd_rows)
+        found, people = self.confirmed(subset.frames, quality.motion_mask[chosen], self.rules.table.lowest("smoke"),
+                                       crowd_rows)
         with self.figures.timing("rules"):
             events = self.rules.fire_events(found, self.fire.manifest.class_kinds(), subset.camera_ids,
                                             subset.timestamps, size, minute)
@@ -158,8 +158,8 @@ class DetectionStage:
             with self.figures.timing("people_model"):
                 people = self.people.detector.detect(frames[need], self.people.run).on_rows(np.flatnonzero(need))
         with self.figures.timing("verify"):
-            person_floor = float(self.rules.table.thresholds[:, KIND_COLUMNS.index("person")].min())
-            seen = evidence(frames, found, people.select(people.confidence >= person_floor), motion_mask)
+            persons = people.select(people.confidence >= self.rules.table.lowest("person"))
+            seen = evidence(frames, found, persons, motion_mask)
             return found.select(verified(found, kinds, seen, self.verify_rules)), people
 
     def _with_snapshot(self, event: Event, subset: FrameBatch) -> Event:
@@ -175,7 +175,8 @@ class DetectionStage:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
         cv2.putText(image, f"{event.kind} {event.score:.2f} {stamp}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     colour, 2)
-        relative = Path(str(event.camera_id)) / time.strftime("%Y%m%d", time.localtime(event.at)) / f"{event.event_id}.jpg"
+        day = time.strftime("%Y%m%d", time.localtime(event.at))
+        relative = Path(str(event.camera_id)) / day / f"{event.event_id}.jpg"
         target = self.snapshot_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
