@@ -32,6 +32,7 @@ bench: $(VENV)/.test
 	$(PY) bench/ingest_soak.py
 	$(VENV)/bin/lookout models build
 	$(PY) bench/quality.py
+	$(PY) bench/crowd.py
 	$(PY) bench/throughput.py
 
 clean:

@@ -114,7 +114,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30),
         figures_interval=settings.stream_figures_seconds),
         worker_id=worker_id, detection=load_stage(settings.model_cache_dir, settings.detectors,
-                                                  settings.snapshot_dir or settings.data_dir / "snapshots"))
+                                                  settings.snapshot_dir or settings.data_dir / "snapshots",
+                                                  precision=settings.model_precision))
     worker = IngestWorker(sessions, client, worker_id, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
                           on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
                           tick=runner.tick)
@@ -206,18 +207,23 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.fire_eval import class_names, fire_chain, load_labelled, maxima_of, read_images
 
     labelled = load_labelled(args.dir, class_names(args.dir, args.classes))
-    raw, checked = maxima_of(read_images(labelled.images), fire_chain(settings.model_cache_dir), args.min_area)
+    stage = fire_chain(settings.model_cache_dir, precision=args.precision or settings.model_precision)
+    raw, checked = maxima_of(read_images(labelled.images), stage, args.min_area)
     maxima = raw if args.no_verify else checked
     result = evaluate(labelled.truth, maxima, (args.flame_threshold, args.smoke_threshold))
     if args.json:
         print(json.dumps(result))
         return 0
+
+    def shown(value: float | None, form: str = ".3f") -> str:
+        return "n/a" if value is None else format(value, form)
+
     print(f"{result['images']} images: {result['positives']} with fire or smoke, {result['negatives']} without")
-    print(f"alarm (fire or smoke): recall {result['recall']:.3f}, precision {result['precision']:.3f}, "
-          f"false alarms on {result['false_alarm_rate']:.1%} of negative images")
+    print(f"alarm (fire or smoke): recall {shown(result['recall'])}, precision {shown(result['precision'])}, "  # type: ignore[arg-type]
+          f"false alarms on {shown(result['false_alarm_rate'], '.1%')} of negative images")  # type: ignore[arg-type]
     for kind, figures in result["classes"].items():  # type: ignore[attr-defined]
-        print(f"  {kind:<6} ≥ {result['thresholds'][kind]:.2f}: recall {figures['recall']:.3f}, "  # type: ignore[index]
-              f"precision {figures['precision']:.3f} ({figures['positives']} images)")
+        print(f"  {kind:<6} ≥ {result['thresholds'][kind]:.2f}: recall {shown(figures['recall'])}, "  # type: ignore[index]
+              f"precision {shown(figures['precision'])} ({figures['positives']} images)")
     return 0
 
 
@@ -299,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--smoke-threshold", type=float, default=defaults.thresholds["smoke"])
     fire.add_argument("--min-area", type=float, default=defaults.min_box_area, help="share of the picture")
     fire.add_argument("--no-verify", action="store_true", help="score the fire model's boxes without the verifier")
+    fire.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
     fire.set_defaults(run=cmd_eval_fire)
     imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
     imp.add_argument("file")

@@ -33,23 +33,27 @@ class Scores:
     images: int
     positives: int
     negatives: int
-    recall: float
-    precision: float
-    false_alarm_rate: float
+    # None where the set gives nothing to divide by (no positives, no alarms, no negatives):
+    # JSON has no NaN, and "0 of 0" is no figure
+    recall: float | None
+    precision: float | None
+    false_alarm_rate: float | None
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 4)
+
         return {"images": self.images, "positives": self.positives, "negatives": self.negatives,
-                "recall": round(self.recall, 4), "precision": round(self.precision, 4),
-                "false_alarm_rate": round(self.false_alarm_rate, 4)}
+                "recall": rounded(self.recall), "precision": rounded(self.precision),
+                "false_alarm_rate": rounded(self.false_alarm_rate)}
 
 
 def score(truth: np.ndarray, alarmed: np.ndarray) -> Scores:
     """Scores of boolean per-image truth against boolean per-image alarms."""
     positives, negatives = int(truth.sum()), int((~truth).sum())
     hits, false = int((truth & alarmed).sum()), int((~truth & alarmed).sum())
-    return Scores(len(truth), positives, negatives, hits / positives if positives else float("nan"),
-                  hits / (hits + false) if hits + false else float("nan"),
-                  false / negatives if negatives else float("nan"))
+    return Scores(len(truth), positives, negatives, hits / positives if positives else None,
+                  hits / (hits + false) if hits + false else None, false / negatives if negatives else None)
 
 
 def evaluate(truth: np.ndarray, maxima: np.ndarray, thresholds: tuple[float, float]) -> dict[str, object]:

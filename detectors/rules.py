@@ -161,7 +161,23 @@ class RuleEngine:
         self.table = RuleTable(self.rules, default)
         self.zones = ZoneTable(self.rules)
         self.fire = FireState()
-        self.crowd_level: dict[tuple[int, int], tuple[int, float, int]] = {}  # (camera, zone) → level, since, raised
+        # (camera, zone name) → level, since, raised; by name, as zone indices move when rules change
+        self.crowd_level: dict[tuple[int, str], tuple[int, float, int]] = {}
+
+    def update_rules(self, changes: dict[int, CameraRules | None]) -> None:
+        """Give cameras rules of their own (None: back to the default) and compile the tables
+        again — rules change seldom, batches every second. A camera's persistence history and
+        cooldown carry over; its crowd levels start again, since its zones may have changed."""
+        if not changes:
+            return
+        for camera_id, rules in changes.items():
+            if rules is None:
+                self.rules.pop(camera_id, None)
+            else:
+                self.rules[camera_id] = rules
+        self.table = RuleTable(self.rules, self.default)
+        self.zones = ZoneTable(self.rules)
+        self.crowd_level = {key: value for key, value in self.crowd_level.items() if key[0] not in changes}
 
     # -- shared steps ------------------------------------------------------------------------
     def _per_box(self, detections: Detections, camera_ids: np.ndarray, size: tuple[int, int],
@@ -262,7 +278,8 @@ class RuleEngine:
             level = int(np.searchsorted(self.table.crowd_levels[rule], density, side="right"))
             counts[(camera, self.zones.names[z])] = count
             now = float(timestamps[frame])
-            previous, since, raised = self.crowd_level.get((camera, z), (0, now, 0))
+            key = (camera, self.zones.names[z])
+            previous, since, raised = self.crowd_level.get(key, (0, now, 0))
             if level != previous:
                 since = now
             if level < raised:
@@ -273,5 +290,5 @@ class RuleEngine:
                     "level": LEVELS[level], "count": count, "density": round(float(density), 3),
                     "zone": self.zones.names[z], "area_m2": float(self.zones.area[z]),
                     "held_seconds": round(now - since, 1)}))
-            self.crowd_level[(camera, z)] = (level, since, raised)
+            self.crowd_level[key] = (level, since, raised)
         return events, counts

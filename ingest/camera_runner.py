@@ -27,11 +27,13 @@ from config.processes import trim_malloc
 from detectors.camera_health import HealthRules, HealthTracker
 from detectors.events import EVENTS_STREAM, Event
 from detectors.frames import FrameBatch
+from detectors.rules import CameraRules
 from detectors.video_quality import QualityMonitor, QualityReport
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.detection import DetectionStage
 from ingest.fields import StreamUrl
+from ingest.rules_spec import parse_stored
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader, latest_batch
@@ -101,10 +103,14 @@ class CameraRunner:
     def assign(self, camera_ids: set[int]) -> None:
         with self.sessions() as session:
             rows = session.execute(
-                select(Camera.id, Camera.main_stream_url, Camera.sub_stream_url, Camera.credentials_sealed)
+                select(Camera.id, Camera.main_stream_url, Camera.sub_stream_url, Camera.credentials_sealed,
+                       Camera.detection_rules)
                 .where(Camera.id.in_(list(camera_ids)))
             ).all()
-        for camera_id, main, sub, sealed in rows:
+        if self.detection is not None:
+            self.detection.rules.update_rules({camera_id: self._rules_of(camera_id, stored)
+                                               for camera_id, *_, stored in rows})
+        for camera_id, main, sub, sealed, _ in rows:
             public = sub or main  # the sub stream is enough for analysis and far cheaper
             if not public:
                 self.failures[camera_id] = "no stream URL"
@@ -133,6 +139,16 @@ class CameraRunner:
             reader.start()
         log.info("readers_started", extra={"cameras": len(rows), "failed": len(camera_ids & self.failures.keys())})
 
+    @staticmethod
+    def _rules_of(camera_id: int, stored: str | None) -> CameraRules | None:
+        """The camera's own rules; the defaults (None) when it has none, or when what is stored no
+        longer validates (edited in the database by hand) — detection goes on, and the log says why."""
+        try:
+            return parse_stored(stored)
+        except ValueError as exc:
+            log.warning("camera_rules_invalid", extra={"camera_id": camera_id, "error": str(exc)[:500]})
+            return None
+
     def release(self, camera_ids: set[int]) -> None:
         readers = [self.readers.pop(c) for c in camera_ids if c in self.readers]
         for reader in readers:
@@ -150,6 +166,7 @@ class CameraRunner:
         self.quality.forget(camera_ids)
         if self.detection is not None:
             self.detection.forget(camera_ids)
+            self.detection.rules.update_rules(dict.fromkeys(camera_ids))
 
     def restart(self, camera_ids: set[int]) -> None:
         mine = {c for c in camera_ids if c in self.readers or c in self.failures}

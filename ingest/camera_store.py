@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from ingest.cameras import Camera, CameraTag
 from ingest.fields import DB_INT_MAX
 from ingest.credentials import CredentialCipher, Credentials, split_userinfo
 from ingest.registry_feed import RegistryFeed
+from ingest.rules_spec import RulesSpec
 from ingest.units import Unit, in_scope, subtree_ids
 
 URL_FIELDS = ("main_stream_url", "sub_stream_url")
@@ -216,6 +218,14 @@ class CameraRegistry:
         after["credentials_changed"] = bool(patch.clear_credentials or sealed is not None)
         audit.record(session, actor, "camera.update", "camera", camera.id, camera.unit_id, before, after)
         return camera
+
+    def set_rules(self, session: Session, camera: Camera, rules: RulesSpec | None, actor: str) -> None:
+        """Store the camera's own detection rules (None: back to the defaults), audited."""
+        before = json.loads(camera.detection_rules) if camera.detection_rules else None
+        camera.detection_rules = rules.model_dump_json() if rules is not None else None
+        session.flush()
+        after = rules.model_dump() if rules is not None else None
+        audit.record(session, actor, "camera.rules", "camera", camera.id, camera.unit_id, before, after)
 
     def delete(self, session: Session, camera: Camera, actor: str) -> None:
         before = camera.public()

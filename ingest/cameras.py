@@ -58,6 +58,7 @@ class Camera(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(1000))
     credentials_sealed: Mapped[str | None] = mapped_column(Text)
+    detection_rules: Mapped[str | None] = mapped_column(Text)  # ingest.rules_spec.RulesSpec as JSON; NULL: defaults
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -24,7 +24,7 @@ from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.gating import GateRules, flickering_flame_share, gate
 from detectors.rules import RuleEngine
-from detectors.verify import VerifyRules, evidence, verified
+from detectors.verify import VerifyRules, evidence, person_cover, verified
 from detectors.video_quality import QualityReport
 from detectors.yolo import Run, YoloDetector
 from models.manifest import ModelManifest
@@ -147,11 +147,15 @@ class DetectionStage:
                people_rows: np.ndarray | None = None) -> tuple[Detections, Detections]:
         """The boxes of `found` (the fire model's, on `frames`) that pass `detectors.verify`,
         and the people found on the frames that needed the people model: `people_rows` (crowd
-        cameras) and those with a smoke candidate of `smoke_floor` or more, which a person must
-        not explain. `motion_mask` is None for stills."""
+        cameras) and those with a smoke candidate of `smoke_floor` or more that passed the other
+        tests, which a person must not explain. `motion_mask` is None for stills."""
         kinds = self.fire.manifest.class_kinds()
+        with self.figures.timing("verify"):
+            seen = evidence(frames, found, None, motion_mask)
+            # the people model is the dearest test: only smoke boxes that pass the others need it
+            standing = verified(found, kinds, seen, self.verify_rules)
         need = np.zeros(len(frames), bool) if people_rows is None else people_rows.copy()
-        smoke = (np.asarray(kinds)[found.class_id] == "smoke") & (found.confidence >= smoke_floor)
+        smoke = (np.asarray(kinds)[found.class_id] == "smoke") & (found.confidence >= smoke_floor) & standing
         need[found.frame_index[smoke]] = True
         people = Detections.empty()
         if self.people is not None and need.any():
@@ -159,7 +163,7 @@ class DetectionStage:
                 people = self.people.detector.detect(frames[need], self.people.run).on_rows(np.flatnonzero(need))
         with self.figures.timing("verify"):
             persons = people.select(people.confidence >= self.rules.table.lowest("person"))
-            seen = evidence(frames, found, persons, motion_mask)
+            seen = replace(seen, person_cover=person_cover(found, persons))
             return found.select(verified(found, kinds, seen, self.verify_rules)), people
 
     def _with_snapshot(self, event: Event, subset: FrameBatch) -> Event:
@@ -190,8 +194,9 @@ class DetectionStage:
 
 
 def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: RuleEngine | None = None,
-               thresholds: float = 0.2, threads: int = 1) -> DetectionStage | None:
-    """The stage over the verified models `names` of `cache` (None when `names` is empty).
+               thresholds: float = 0.2, threads: int = 1, precision: str = "int8") -> DetectionStage | None:
+    """The stage over the verified models `names` of `cache` at `precision` (int8 or fp32;
+    None when `names` is empty).
 
     Decoding keeps boxes from `thresholds` up; each camera's rules then apply their own, higher
     thresholds. ConfigError when a model is not built."""
@@ -210,7 +215,8 @@ def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: 
         manifest = known[name]
         detector = YoloDetector(manifest.classes, manifest.input_size, np.full(len(manifest.classes), thresholds,
                                                                                 np.float32))
-        loaded[name] = Model(manifest, detector, figures.timed(onnx_runner(verified_model(cache, manifest), threads)))
+        run = onnx_runner(verified_model(cache, manifest, precision), threads)
+        loaded[name] = Model(manifest, detector, figures.timed(run))
     if "fire_smoke" not in loaded:
         raise ConfigError("the detection stage needs the fire_smoke model", field="detectors")
     return DetectionStage(loaded["fire_smoke"], rules or RuleEngine({}), loaded.get("people"),

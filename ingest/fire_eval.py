@@ -108,9 +108,10 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
             yield scaled(frame.to_ndarray(format="bgr24"))
 
 
-def fire_chain(cache: Path, threads: int | None = None) -> DetectionStage:
+def fire_chain(cache: Path, threads: int | None = None, precision: str = "int8") -> DetectionStage:
     """The worker's detection stage (fire model, people model for the smoke check, verifier)
     over all cores, keeping boxes from 0.05 so that any threshold above can be scored after."""
-    stage = load_stage(cache, ["fire_smoke", "people"], None, thresholds=0.05, threads=threads or os.cpu_count() or 1)
+    stage = load_stage(cache, ["fire_smoke", "people"], None, thresholds=0.05, threads=threads or os.cpu_count() or 1,
+                       precision=precision)
     assert stage is not None
     return stage

@@ -2,9 +2,10 @@
 
 The export needs torch and ultralytics; Lookout's run time needs neither. So the export runs
 in a separate environment, `<cache>/export-env`, made once from models/export-requirements.txt
-(pinned: a torch/torchvision pair that imports together on a clean machine). Each ONNX file is
-written beside a stamp with the source weights' sha256 and its own; a later build, and every
-worker at start, checks those and rebuilds or refuses a file that does not match.
+(pinned: a torch/torchvision pair that imports together on a clean machine). Each model becomes
+two ONNX files, float32 and int8 (models/quantize_onnx.py), written beside a stamp with the
+source weights' sha256 and theirs; a later build, and every worker at start, checks those and
+rebuilds or refuses a file that does not match.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ log = logging.getLogger("lookout.models")
 
 REQUIREMENTS = MANIFEST_DIR / "export-requirements.txt"
 EXPORT_SCRIPT = MANIFEST_DIR / "export_onnx.py"
+QUANTIZE_SCRIPT = MANIFEST_DIR / "quantize_onnx.py"
+PRECISIONS = ("int8", "fp32")
 
 
 def sha256(path: Path) -> str:
@@ -39,17 +42,24 @@ def _stamp_path(cache: Path, manifest: ModelManifest) -> Path:
     return cache / f"{manifest.name}.stamp.json"
 
 
-def verified_model(cache: Path, manifest: ModelManifest) -> Path:
-    """The ONNX file of `manifest`, after checking it is the export of the manifest's weights
-    and has not changed since. ConfigError (naming the fix) otherwise."""
-    onnx, stamp = cache / f"{manifest.name}.onnx", _stamp_path(cache, manifest)
+def model_path(cache: Path, manifest: ModelManifest, precision: str = "fp32") -> Path:
+    return cache / (f"{manifest.name}.onnx" if precision == "fp32" else f"{manifest.name}.{precision}.onnx")
+
+
+def verified_model(cache: Path, manifest: ModelManifest, precision: str = "fp32") -> Path:
+    """The ONNX file of `manifest` at `precision`, after checking it is the export of the
+    manifest's weights and has not changed since. ConfigError (naming the fix) otherwise."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown model precision {precision!r}; one of {', '.join(PRECISIONS)}",
+                          field="model_precision")
+    onnx, stamp = model_path(cache, manifest, precision), _stamp_path(cache, manifest)
     if not onnx.exists() or not stamp.exists():
         raise ConfigError(f"model {manifest.name} is not built: run `lookout models build`", field="model_cache_dir")
     recorded = json.loads(stamp.read_text())
     if recorded.get("source_sha256") != manifest.source.sha256:
         raise ConfigError(f"model {manifest.name} was built from other weights: run `lookout models build`",
                           field="model_cache_dir")
-    if recorded.get("onnx_sha256") != sha256(onnx):
+    if recorded.get(f"{precision}_sha256" if precision != "fp32" else "onnx_sha256") != sha256(onnx):
         raise ConfigError(f"model {manifest.name}: {onnx} changed since it was built: run `lookout models build`",
                           field="model_cache_dir")
     return onnx
@@ -73,8 +83,8 @@ def export_env(env: Path) -> Path:
 
 def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
           env_dir: Path | None = None) -> dict[str, Path]:
-    """Every manifest's verified ONNX file, exporting those missing or stale (in the export
-    environment `env_dir`, default `<cache>/export-env`)."""
+    """Every manifest's verified float32 ONNX file, exporting (and quantizing) those missing or
+    stale in the export environment `env_dir`, default `<cache>/export-env`."""
     cache.mkdir(parents=True, exist_ok=True)
     env_dir = env_dir or cache / "export-env"
     built: dict[str, Path] = {}
@@ -82,6 +92,7 @@ def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
         if not force:
             try:
                 built[name] = verified_model(cache, manifest)
+                verified_model(cache, manifest, "int8")
                 log.info("model_ready", extra={"model": name, "path": str(built[name])})
                 continue
             except ConfigError:
@@ -90,15 +101,17 @@ def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
         started = time.monotonic()
         env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(env_dir / "ultralytics"),
                "PYTHONNOUSERSITE": "1"}
-        done = subprocess.run([str(python), str(EXPORT_SCRIPT), str(manifest.path), str(cache)], env=env,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ConfigError(f"exporting model {name} failed ({done.returncode}): {done.stderr.strip()[-600:]}",
-                              field="models")
+        for step, script in (("exporting", EXPORT_SCRIPT), ("quantizing", QUANTIZE_SCRIPT)):
+            done = subprocess.run([str(python), str(script), str(manifest.path), str(cache)], env=env,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ConfigError(f"{step} model {name} failed ({done.returncode}): {done.stderr.strip()[-600:]}",
+                                  field="models")
         onnx = cache / f"{name}.onnx"
         _stamp_path(cache, manifest).write_text(json.dumps({
             "name": name, "package": manifest.source.package, "version": manifest.source.version,
             "file": manifest.source.file, "source_sha256": manifest.source.sha256, "onnx_sha256": sha256(onnx),
+            "int8_sha256": sha256(model_path(cache, manifest, "int8")),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=2))
         built[name] = verified_model(cache, manifest)

@@ -32,6 +32,14 @@ def test_maxima_alarm_and_class_figures() -> None:
     assert curve.shape == (4, 4) and curve[0].tolist() == [0.5, 0.5, 2 / 3, 0.0]
 
 
+def test_a_set_without_negatives_has_no_false_alarm_rate_and_stays_valid_json() -> None:
+    truth = np.array([[True, False], [True, False]])
+    result = evaluate(truth, np.array([[0.9, 0.0], [0.1, 0.0]], np.float32), (0.5, 0.5))
+    assert result["recall"] == 0.5 and result["false_alarm_rate"] is None
+    assert result["classes"]["smoke"]["recall"] is None and result["classes"]["smoke"]["precision"] is None
+    assert json.loads(json.dumps(result, allow_nan=False)) == result
+
+
 def test_eval_fire_command_maps_classes_by_name(model_files: dict[str, Path], tmp_path: Path) -> None:
     source = SHARED / "datasets" / "fire-smoke"
     (tmp_path / "images").mkdir()

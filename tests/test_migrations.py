@@ -9,8 +9,9 @@ from pathlib import Path
 import psycopg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from api.migrate import upgrade
+from api.migrate import MIGRATIONS, alembic_config, upgrade
 from config.database import Base, make_engine
 from tests.conftest import PG_ADMIN
 
@@ -56,6 +57,8 @@ def test_sqlite_file_upgrades_from_nothing(tmp_path: Path) -> None:
     upgrade(engine)
     upgrade(engine)  # idempotent
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
+        head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+        assert head == f"{len(list(MIGRATIONS.glob('versions/0*.py'))):04d}"  # the newest file, numbered
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     engine.dispose()

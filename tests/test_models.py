@@ -16,7 +16,7 @@ import pytest
 from config.errors import ConfigError
 from detectors.yolo import YoloDetector
 from ingest.model_runtime import onnx_runner
-from models.build import build, verified_model
+from models.build import build, model_path, verified_model
 from models.manifest import load_manifest, manifests
 from tests.conftest import MODEL_CACHE
 
@@ -43,18 +43,25 @@ def test_a_weights_file_that_does_not_match_its_hash_is_refused(model_files: dic
     assert not (tmp_path / "cache" / "people.onnx").exists()
 
 
-def test_a_changed_onnx_file_is_refused_until_rebuilt(model_files: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_changed_onnx_file_is_refused_until_rebuilt(model_files: dict[str, Path], tmp_path: Path,
+                                                      precision: str) -> None:
     manifest = manifests()["fire_smoke"]
-    for name in ("fire_smoke.onnx", "fire_smoke.stamp.json"):
+    for name in ("fire_smoke.onnx", "fire_smoke.int8.onnx", "fire_smoke.stamp.json"):
         shutil.copy(MODEL_CACHE / name, tmp_path / name)
-    assert verified_model(tmp_path, manifest) == tmp_path / "fire_smoke.onnx"
-    with (tmp_path / "fire_smoke.onnx").open("r+b") as handle:
+    changed = model_path(tmp_path, manifest, precision)
+    assert verified_model(tmp_path, manifest, precision) == changed
+    with changed.open("r+b") as handle:
         handle.seek(1000)
         handle.write(b"\x00\x01\x02")
     with pytest.raises(ConfigError, match="changed since it was built"):
-        verified_model(tmp_path, manifest)
+        verified_model(tmp_path, manifest, precision)
+    other = "fp32" if precision == "int8" else "int8"
+    assert verified_model(tmp_path, manifest, other) == model_path(tmp_path, manifest, other)
     with pytest.raises(ConfigError, match="not built"):
-        verified_model(tmp_path / "empty", manifest)
+        verified_model(tmp_path / "empty", manifest, precision)
+    with pytest.raises(ConfigError, match="unknown model precision"):
+        verified_model(tmp_path, manifest, "fp16")
 
 
 def test_run_time_has_neither_torch_nor_ultralytics() -> None:
@@ -77,10 +84,11 @@ def labelled(kind: str, limit: int) -> list[Path]:
     return found[:limit]
 
 
-def test_the_fire_model_names_fire_and_smoke_by_class_name(model_files: dict[str, Path]) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_the_fire_model_names_fire_and_smoke_by_class_name(model_files: dict[str, Path], precision: str) -> None:
     manifest = manifests()["fire_smoke"]
     detector = YoloDetector(manifest.classes, manifest.input_size, np.full(2, 0.25, np.float32))
-    run = onnx_runner(model_files["fire_smoke"])
+    run = onnx_runner(verified_model(MODEL_CACHE, manifest, precision))
     kinds = np.array(manifest.class_kinds())
     for kind, images in (("flame", labelled("fire", 12)), ("smoke", labelled("smoke", 12))):
         frames = np.stack([cv2.cvtColor(cv2.resize(cv2.imread(str(p)), (640, 360)), cv2.COLOR_BGR2RGB) for p in images])
@@ -88,3 +96,20 @@ def test_the_fire_model_names_fire_and_smoke_by_class_name(model_files: dict[str
         hit = np.zeros(len(frames), bool)
         hit[found.frame_index[kinds[found.class_id] == kind]] = True
         assert hit.mean() >= 0.75, (kind, hit)
+
+
+def test_the_int8_model_scores_like_the_float_one(model_files: dict[str, Path]) -> None:
+    """int8 is a speed-up, not another model: on real fire and smoke pictures its best score per
+    class stays close to float32's (a broken calibration or a quantized output drifts by far more)."""
+    manifest = manifests()["fire_smoke"]
+    detector = YoloDetector(manifest.classes, manifest.input_size, np.full(2, 0.05, np.float32))
+    images = labelled("fire", 12) + labelled("smoke", 12)
+    frames = np.stack([cv2.cvtColor(cv2.resize(cv2.imread(str(p)), (640, 360)), cv2.COLOR_BGR2RGB) for p in images])
+    best = {}
+    for precision in ("fp32", "int8"):
+        found = detector.detect(frames, onnx_runner(verified_model(MODEL_CACHE, manifest, precision)))
+        scores = np.zeros((len(frames), 2), np.float32)
+        np.maximum.at(scores, (found.frame_index, found.class_id), found.confidence)
+        best[precision] = scores
+    drift = np.abs(best["int8"] - best["fp32"])
+    assert drift.mean() < 0.05 and np.median(drift) < 0.03, (drift.mean(), np.median(drift))

@@ -15,6 +15,7 @@ from detectors.frames import FrameBatch
 from detectors.rules import CameraRules, RuleEngine, Zone
 from detectors.yolo import YoloDetector
 from ingest.model_runtime import onnx_runner
+from models.build import verified_model
 from models.manifest import manifests
 from tests.conftest import MODEL_CACHE
 from tests.scenes import SIZE, clean_samples, fire_scene
@@ -23,17 +24,19 @@ WHOLE = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 
 
 class Models:
-    def __init__(self, files: dict[str, Path]) -> None:
+    def __init__(self) -> None:
         found = manifests()
         self.fire_manifest, self.people_manifest = found["fire_smoke"], found["people"]
         self.fire = YoloDetector(self.fire_manifest.classes, (384, 640), np.full(2, 0.25, np.float32))
         self.people = YoloDetector(self.people_manifest.classes, (384, 640), np.full(2, 0.25, np.float32))
-        self.run_fire, self.run_people = onnx_runner(files["fire_smoke"]), onnx_runner(files["people"])
+        # the precision the workers run by default
+        self.run_fire = onnx_runner(verified_model(MODEL_CACHE, self.fire_manifest, "int8"))
+        self.run_people = onnx_runner(verified_model(MODEL_CACHE, self.people_manifest, "int8"))
 
 
 @pytest.fixture(scope="module")
 def models(model_files: dict[str, Path]) -> Models:
-    return Models(model_files)
+    return Models()  # model_files: built (float32 and int8) before any test uses them
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,9 @@ def test_on_real_frames_the_verifier_removes_false_smoke_and_keeps_real_fire(mod
     from ingest.fire_eval import video_frames
     from tests.scenes import SHARED, fire_scene
 
-    stage = load_stage(MODEL_CACHE, ["fire_smoke", "people"], None)
+    # float32: the int8 model happens to see the false smoke below on only 2 of these 17 frames,
+    # and this test needs a false positive present in most of them
+    stage = load_stage(MODEL_CACHE, ["fire_smoke", "people"], None, precision="fp32")
     assert stage is not None
     thresholds = stage.rules.default.thresholds
     kinds = np.asarray(stage.fire.manifest.class_kinds())

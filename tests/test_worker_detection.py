@@ -4,7 +4,6 @@ gate sends static scenes to the model only at the heartbeat."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import cv2
@@ -12,16 +11,14 @@ import numpy as np
 import redis
 
 from api.services import Services
-from detectors.camera_health import HealthRules
 from detectors.events import EVENTS_STREAM, Event
 from detectors.rules import CameraRules, RuleEngine
-from ingest.camera_runner import CameraRunner, StreamSettings
 from ingest.camera_spec import CameraSpec
 from ingest.detection import heartbeat_phase, load_stage
 from ingest.units import create_unit
-from ingest.worker import IngestWorker
 from tests.conftest import MODEL_CACHE, wait_for
-from tests.scenes import SHARED, fire_scene, clip_of
+from tests.detection_worker import detection_worker
+from tests.scenes import SHARED, clip_of, fire_scene
 
 
 def test_fire_scene_raises_one_flame_event_with_a_snapshot_and_clean_footage_none(
@@ -40,25 +37,14 @@ def test_fire_scene_raises_one_flame_event_with_a_snapshot_and_clean_footage_non
             ids[name] = sqlite_services.registry.create(session, spec, county.path, "test").id
         session.commit()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    runner = CameraRunner(sqlite_services.sessions, sqlite_services.registry.cipher, client,
-                          StreamSettings(size=(640, 360), interval=1.0, read_timeout=3.0, open_timeout=3.0),
-                          HealthRules(offline_after=3.0, online_hold=1.0), detection=stage)
-    worker = IngestWorker(sqlite_services.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
-                          on_release=runner.release, on_change=runner.restart, tick=runner.tick, tick_seconds=1.0)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
 
     def detections() -> list[Event]:
         return [e for e in (Event.from_fields(f) for _, f in client.xrange(EVENTS_STREAM))
                 if e.kind in ("flame", "smoke", "crowd")]
 
-    try:
+    with detection_worker(sqlite_services, client, stage):
         wait_for(lambda: len(detections()) >= 1, 30)
         wait_for(lambda: stage.figures.frames >= 12, 30)  # a few more samples: cooldown must hold
-    finally:
-        worker.stop_event.set()
-        thread.join(20)
-        runner.stop()
     events = detections()
     assert [(e.camera_id, e.kind) for e in events] == [(ids["fire"], "flame")]
     event = events[0]

@@ -10,12 +10,21 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import CAMERA_WRITERS, Principal
 from api.deps import PathId, CurrentUser, ServicesDep, SessionDep, require
-from api.schemas.cameras import CameraCreate, CameraOut, CameraPage, CameraUpdate, ImportReportOut, StreamFiguresOut
+from api.schemas.cameras import (
+    CameraCreate,
+    CameraOut,
+    CameraPage,
+    CameraRulesOut,
+    CameraUpdate,
+    ImportReportOut,
+    StreamFiguresOut,
+)
 from config.errors import InvalidInput
 from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
 from ingest.cameras import CameraStatus
 from ingest.csv_import import CameraImporter, template
 from ingest.fields import DbId, Tag, Text
+from ingest.rules_spec import RulesSpec
 from ingest.stream_figures import read_figures
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
@@ -104,6 +113,41 @@ def camera_stream(camera_id: PathId, user: CurrentUser, session: SessionDep, ser
     services.registry.get(session, camera_id, user.scope)
     figures = read_figures(services.redis, [camera_id]).get(camera_id) if services.redis is not None else None
     return {"camera_id": camera_id, **(figures or {})}
+
+
+def rules_out(camera_id: int, stored: str | None) -> dict[str, object]:
+    rules = RulesSpec.model_validate_json(stored) if stored else RulesSpec()
+    return {"camera_id": camera_id, "custom": stored is not None, "rules": rules}
+
+
+@router.get("/{camera_id}/rules", response_model=CameraRulesOut)
+def get_rules(camera_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep) -> dict[str, object]:
+    """The zones, thresholds, persistence, cooldown, armed hours and crowd levels in force."""
+    camera = services.registry.get(session, camera_id, user.scope)
+    return rules_out(camera.id, camera.detection_rules)
+
+
+@router.put("/{camera_id}/rules", response_model=CameraRulesOut)
+def put_rules(
+    camera_id: PathId, body: RulesSpec, user: Writer, session: SessionDep, services: ServicesDep
+) -> dict[str, object]:
+    """Replace the camera's rules (fields left out take the defaults); the worker reading the
+    camera applies them within a second."""
+    camera = services.registry.get(session, camera_id, user.scope)
+    services.registry.set_rules(session, camera, body, user.actor)
+    session.commit()
+    services.registry.feed.publish("update", camera.id)
+    return rules_out(camera.id, camera.detection_rules)
+
+
+@router.delete("/{camera_id}/rules", response_model=CameraRulesOut)
+def delete_rules(camera_id: PathId, user: Writer, session: SessionDep, services: ServicesDep) -> dict[str, object]:
+    """Back to the defaults."""
+    camera = services.registry.get(session, camera_id, user.scope)
+    services.registry.set_rules(session, camera, None, user.actor)
+    session.commit()
+    services.registry.feed.publish("update", camera.id)
+    return rules_out(camera.id, None)
 
 
 @router.patch("/{camera_id}", response_model=CameraOut)

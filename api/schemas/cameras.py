@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from ingest.camera_spec import CameraPatch, CameraSpec
+from ingest.rules_spec import RulesSpec
 
 CameraCreate = CameraSpec
 CameraUpdate = CameraPatch
@@ -77,3 +78,11 @@ class StreamFiguresOut(BaseModel):
     reconnects: int | None = None
     decode_errors: int | None = None
     last_error: str | None = None
+
+
+class CameraRulesOut(BaseModel):
+    """The rules a camera's detections go through: its own, or the defaults (`custom` false)."""
+
+    camera_id: int
+    custom: bool
+    rules: RulesSpec

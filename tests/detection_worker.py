@@ -1,0 +1,35 @@
+"""A real ingest worker with a detection stage over a test registry, for the tests that watch
+what a worker raises on `lookout:events`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+from api.services import Services
+from detectors.camera_health import HealthRules
+from ingest.camera_runner import CameraRunner, StreamSettings
+from ingest.detection import DetectionStage
+from ingest.worker import IngestWorker
+
+
+@contextmanager
+def detection_worker(services: Services, client: redis.Redis, stage: DetectionStage) -> Iterator[IngestWorker]:
+    """A worker taking every enabled camera of `services`' registry, one sample per second at
+    640×360, until the block ends."""
+    runner = CameraRunner(services.sessions, services.registry.cipher, client,
+                          StreamSettings(size=(640, 360), interval=1.0, read_timeout=3.0, open_timeout=3.0),
+                          HealthRules(offline_after=3.0, online_hold=1.0), detection=stage)
+    worker = IngestWorker(services.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
+                          on_release=runner.release, on_change=runner.restart, tick=runner.tick, tick_seconds=1.0)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop_event.set()
+        thread.join(20)
+        runner.stop()
