@@ -78,6 +78,26 @@ def test_bad_rules_are_422_naming_the_field_and_change_nothing(client: TestClien
     assert client.get(url, headers=admin).json()["rules"]["persistence"] == {"k": 2, "n": 4}
 
 
+def test_rules_broken_in_the_database_are_a_409_and_can_be_replaced(client: TestClient, services: Services,
+                                                                     tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
+    from ingest.cameras import Camera
+
+    admin = login("admin", tree.county)
+    cam = client.post("/api/v1/cameras", json=camera_body(tree.village_a1), headers=admin).json()
+    with services.sessions() as session:
+        session.get(Camera, cam["id"]).detection_rules = '{"persistence": {"k": 9, "n": 2}}'  # type: ignore[union-attr]
+        session.commit()
+    url = f"/api/v1/cameras/{cam['id']}/rules"
+    broken = client.get(url, headers=admin)
+    assert broken.status_code == 409 and f"camera {cam['id']}" in broken.json()["detail"]
+    with services.sessions() as session:
+        session.get(Camera, cam["id"]).detection_rules = "{not json"  # type: ignore[union-attr]
+        session.commit()
+    assert client.get(url, headers=admin).status_code == 409
+    assert client.put(url, json=KITCHEN, headers=admin).status_code == 200
+    assert client.get(url, headers=admin).json()["rules"]["persistence"] == {"k": 2, "n": 4}
+
+
 def test_rules_follow_roles_and_unit_scope(client: TestClient, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
     admin = login("admin", tree.county)
     cam = client.post("/api/v1/cameras", json=camera_body(tree.village_a1), headers=admin).json()
@@ -126,3 +146,14 @@ def test_the_worker_applies_each_cameras_rules_and_their_changes(
         sqlite_services.registry.feed.publish("update", ids["kitchen"])
         wait_for(lambda: ids["kitchen"] in flames(), 30)
     assert sorted(flames()) == sorted(ids.values())  # one each: the warehouse's cooldown held
+
+
+def test_a_worker_runs_the_defaults_for_rules_that_no_longer_validate(caplog) -> None:  # type: ignore[no-untyped-def]
+    from ingest.camera_runner import CameraRunner
+
+    assert CameraRunner._rules_of(7, None) is None
+    assert CameraRunner._rules_of(7, RulesSpec(cooldown_seconds=5).model_dump_json()).cooldown_seconds == 5
+    for broken in ('{"persistence": {"k": 9, "n": 2}}', "{not json"):
+        assert CameraRunner._rules_of(7, broken) is None
+    logged = [r for r in caplog.records if r.getMessage() == "camera_rules_invalid"]
+    assert len(logged) == 2 and all(r.camera_id == 7 for r in logged)  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from api.schemas.cameras import (
     ImportReportOut,
     StreamFiguresOut,
 )
-from config.errors import InvalidInput
+from config.errors import Conflict, InvalidInput
 from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
 from ingest.cameras import CameraStatus
 from ingest.csv_import import CameraImporter, template
@@ -116,7 +116,11 @@ def camera_stream(camera_id: PathId, user: CurrentUser, session: SessionDep, ser
 
 
 def rules_out(camera_id: int, stored: str | None) -> dict[str, object]:
-    rules = RulesSpec.model_validate_json(stored) if stored else RulesSpec()
+    try:
+        rules = RulesSpec.model_validate_json(stored) if stored else RulesSpec()
+    except ValueError as exc:  # edited in the database by hand; the worker runs the defaults meanwhile
+        raise Conflict(f"camera {camera_id}: its stored rules no longer validate ({str(exc)[:300]}); "
+                       "PUT new rules or DELETE them", camera_id=camera_id) from None
     return {"camera_id": camera_id, "custom": stored is not None, "rules": rules}
 
 
