@@ -221,11 +221,13 @@ class CameraRegistry:
 
     def set_rules(self, session: Session, camera: Camera, rules: RulesSpec | None, actor: str) -> None:
         """Store the camera's own detection rules (None: back to the defaults), audited."""
-        before: object = None
+        before: dict[str, Any] | None = None
         if camera.detection_rules:
             try:
                 before = json.loads(camera.detection_rules)
-            except ValueError:  # edited in the database by hand: the audit row keeps what was there
+            except ValueError:
+                pass
+            if not isinstance(before, dict):  # edited in the database by hand: keep what was there
                 before = {"unreadable": camera.detection_rules[:1000]}
         camera.detection_rules = rules.model_dump_json() if rules is not None else None
         session.flush()

@@ -90,11 +90,12 @@ def test_rules_broken_in_the_database_are_a_409_and_can_be_replaced(client: Test
     url = f"/api/v1/cameras/{cam['id']}/rules"
     broken = client.get(url, headers=admin)
     assert broken.status_code == 409 and f"camera {cam['id']}" in broken.json()["detail"]
-    with services.sessions() as session:
-        session.get(Camera, cam["id"]).detection_rules = "{not json"  # type: ignore[union-attr]
-        session.commit()
-    assert client.get(url, headers=admin).status_code == 409
-    assert client.put(url, json=KITCHEN, headers=admin).status_code == 200
+    for broken in ("{not json", "[1, 2]"):
+        with services.sessions() as session:
+            session.get(Camera, cam["id"]).detection_rules = broken  # type: ignore[union-attr]
+            session.commit()
+        assert client.get(url, headers=admin).status_code == 409
+        assert client.put(url, json=KITCHEN, headers=admin).status_code == 200
     assert client.get(url, headers=admin).json()["rules"]["persistence"] == {"k": 2, "n": 4}
 
 
