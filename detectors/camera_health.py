@@ -37,8 +37,12 @@ class HealthTracker:
         """Keep the state of cameras still present; new ones start unknown."""
         if np.array_equal(ids, self.ids):
             return
-        index = {c: i for i, c in enumerate(self.ids.tolist())}
-        keep = np.array([index.get(c, -1) for c in ids.tolist()], dtype=np.int64)
+        keep = np.full(len(ids), -1, np.int64)  # row of each camera in the old state, -1: new
+        if len(self.ids):
+            order = np.argsort(self.ids, kind="stable")
+            at = np.minimum(np.searchsorted(self.ids[order], ids), len(self.ids) - 1)
+            found = self.ids[order][at] == ids
+            keep[found] = order[at][found]
         known = keep >= 0
         status = np.full(len(ids), UNKNOWN, np.int8)
         candidate = np.full(len(ids), UNKNOWN, np.int8)

@@ -146,6 +146,28 @@ class ZoneTable:
 
 
 @dataclass
+class CrowdState:
+    """Per zone (rows of the ZoneTable): the density level now, since when (nan: never
+    measured), and the highest level raised since the density last fell below it."""
+
+    level: np.ndarray
+    since: np.ndarray
+    raised: np.ndarray
+
+    @classmethod
+    def empty(cls, zones: int) -> CrowdState:
+        return cls(np.zeros(zones, np.int64), np.full(zones, np.nan), np.zeros(zones, np.int64))
+
+    def moved(self, old_rows: np.ndarray) -> CrowdState:
+        """The state for a new zone table: row i takes old row `old_rows[i]`, or starts afresh (-1)."""
+        fresh = CrowdState.empty(len(old_rows))
+        kept = old_rows >= 0
+        for name in ("level", "since", "raised"):
+            getattr(fresh, name)[kept] = getattr(self, name)[old_rows[kept]]
+        return fresh
+
+
+@dataclass
 class FireState:
     cameras: CameraRows = field(default_factory=CameraRows)
     history: np.ndarray = field(default_factory=lambda: np.empty((0, len(FIRE_KINDS)), np.uint32))
@@ -161,8 +183,7 @@ class RuleEngine:
         self.table = RuleTable(self.rules, default)
         self.zones = ZoneTable(self.rules)
         self.fire = FireState()
-        # (camera, zone name) → level, since, raised; by name, as zone indices move when rules change
-        self.crowd_level: dict[tuple[int, str], tuple[int, float, int]] = {}
+        self.crowd = CrowdState.empty(len(self.zones.camera))
 
     def update_rules(self, changes: dict[int, CameraRules | None]) -> None:
         """Give cameras rules of their own (None: back to the default) and compile the tables
@@ -175,9 +196,12 @@ class RuleEngine:
                 self.rules.pop(camera_id, None)
             else:
                 self.rules[camera_id] = rules
+        before = {key: row for row, key in enumerate(zip(self.zones.camera.tolist(), self.zones.names))
+                  if key[0] not in changes}
         self.table = RuleTable(self.rules, self.default)
         self.zones = ZoneTable(self.rules)
-        self.crowd_level = {key: value for key, value in self.crowd_level.items() if key[0] not in changes}
+        old = np.array([before.get(key, -1) for key in zip(self.zones.camera.tolist(), self.zones.names)], np.int64)
+        self.crowd = self.crowd.moved(old)
 
     # -- shared steps ------------------------------------------------------------------------
     def _per_box(self, detections: Detections, camera_ids: np.ndarray, size: tuple[int, int],
@@ -265,30 +289,24 @@ class RuleEngine:
         inside = self.zones.contains(feet[keep], cameras[keep])  # (K', Z)
         counts_by_zone = np.zeros((len(camera_ids), len(self.zones.camera)), np.int64)
         np.add.at(counts_by_zone, people.frame_index[keep], inside.astype(np.int64))
-        measured = ~np.isnan(self.zones.area) & np.isin(self.zones.camera, camera_ids)
-        events: list[Event] = []
-        counts: dict[tuple[int, str], int] = {}
-        frame_of_camera = {int(c): i for i, c in enumerate(camera_ids)}
-        for z in np.flatnonzero(measured):  # zones with an area: few per camera
-            camera = int(self.zones.camera[z])
-            frame = frame_of_camera[camera]
-            rule = int(self.table.rows(np.array([camera]))[0])
-            count = int(counts_by_zone[frame, z])
-            density = count / self.zones.area[z]
-            level = int(np.searchsorted(self.table.crowd_levels[rule], density, side="right"))
-            counts[(camera, self.zones.names[z])] = count
-            now = float(timestamps[frame])
-            key = (camera, self.zones.names[z])
-            previous, since, raised = self.crowd_level.get(key, (0, now, 0))
-            if level != previous:
-                since = now
-            if level < raised:
-                raised = level  # it thinned out: a later rise is news again
-            if level > raised and now - since >= self.table.crowd_min[rule]:
-                raised = level
-                events.append(Event(camera, "crowd", now, score=round(float(density), 3), evidence={
-                    "level": LEVELS[level], "count": count, "density": round(float(density), 3),
-                    "zone": self.zones.names[z], "area_m2": float(self.zones.area[z]),
-                    "held_seconds": round(now - since, 1)}))
-            self.crowd_level[key] = (level, since, raised)
+        z = np.flatnonzero(~np.isnan(self.zones.area) & np.isin(self.zones.camera, camera_ids))
+        cameras_z = self.zones.camera[z]
+        order = np.argsort(camera_ids, kind="stable")
+        frame = order[np.searchsorted(camera_ids[order], cameras_z)]  # the batch row of each zone's camera
+        rule = self.table.rows(cameras_z)
+        count = counts_by_zone[frame, z]
+        density = count / self.zones.area[z]
+        level = (density[:, None] >= self.table.crowd_levels[rule]).sum(axis=1)  # 0 normal, 1 pre-alarm, 2 alarm
+        now = timestamps[frame].astype(np.float64)
+        state = self.crowd
+        since = np.where((level != state.level[z]) | np.isnan(state.since[z]), now, state.since[z])
+        raised = np.minimum(state.raised[z], level)  # it thinned out: a later rise is news again
+        due = (level > raised) & (now - since >= self.table.crowd_min[rule])
+        raised = np.where(due, level, raised)
+        state.level[z], state.since[z], state.raised[z] = level, since, raised
+        events = [Event(int(cameras_z[i]), "crowd", float(now[i]), score=round(float(density[i]), 3), evidence={
+            "level": LEVELS[int(level[i])], "count": int(count[i]), "density": round(float(density[i]), 3),
+            "zone": self.zones.names[z[i]], "area_m2": float(self.zones.area[z[i]]),
+            "held_seconds": round(float(now[i] - since[i]), 1)}) for i in np.flatnonzero(due)]
+        counts = {(int(c), self.zones.names[zone]): int(n) for c, zone, n in zip(cameras_z, z, count)}
         return events, counts

@@ -41,3 +41,13 @@ def test_cameras_joining_and_leaving_keep_their_own_state() -> None:
     tracker.observe(np.array([1, 2]), np.array([0.1, 9.0]), np.array([0, 0]), now=0)
     changed, _, new = tracker.observe(np.array([2, 3]), np.array([9.0, 0.1]), np.array([0, 0]), now=1)
     assert dict(zip(changed.tolist(), new.tolist())) == {3: "online"}  # 2 was already offline
+
+
+def test_state_follows_each_camera_through_reordered_and_changing_id_sets() -> None:
+    tracker = HealthTracker(HealthRules(offline_after=5, online_hold=0))
+    ids = np.array([40, 7, 19, 3])
+    tracker.observe(ids, np.array([9.0, 0.1, 9.0, 0.1]), np.zeros(4), now=0)  # 40, 19 offline; 7, 3 online
+    changed, old, new = tracker.observe(np.array([3, 19, 55, 40]), np.array([0.1, 0.1, 9.0, 9.0]), np.zeros(4), now=1)
+    # 3 and 40 keep their state; 19 comes back; 55 is new and offline at once
+    assert dict(zip(changed.tolist(), zip(old.tolist(), new.tolist()))) == {
+        19: ("offline", "online"), 55: ("unknown", "offline")}

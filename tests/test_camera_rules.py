@@ -158,3 +158,28 @@ def test_a_worker_runs_the_defaults_for_rules_that_no_longer_validate(caplog) ->
         assert CameraRunner._rules_of(7, broken) is None
     logged = [r for r in caplog.records if r.getMessage() == "camera_rules_invalid"]
     assert len(logged) == 2 and all(r.camera_id == 7 for r in logged)  # type: ignore[attr-defined]
+
+
+def test_changing_one_cameras_rules_keeps_the_others_crowd_state() -> None:
+    import numpy as np
+
+    from detectors.detections import Detections
+    from detectors.rules import Zone
+
+    def square(name: str) -> CameraRules:
+        return CameraRules(zones=(Zone(name, tuple(map(tuple, WHOLE)), area_m2=1.0),), crowd_levels=(1.5, 2.5),
+                           crowd_min_seconds=0, thresholds={"flame": 0.25, "smoke": 0.5, "person": 0.4})
+
+    engine = RuleEngine({1: square("square"), 2: square("door")})
+    two_each = Detections(np.array([[10, 10, 50, 100], [60, 10, 100, 100]] * 2, np.float32),
+                          np.full(4, 0.9, np.float32), np.zeros(4, np.int32), np.array([0, 0, 1, 1], np.int32))
+    cameras = np.array([2, 1])
+
+    def raised(t: float) -> list[tuple[int, str]]:
+        events, _ = engine.crowd_events(two_each, cameras, np.full(2, t), (360, 640))
+        return sorted((e.camera_id, e.evidence["level"]) for e in events)
+
+    assert raised(0.0) == [(1, "pre_alarm"), (2, "pre_alarm")]
+    assert raised(1.0) == []  # held: nothing new
+    engine.update_rules({2: square("gate")})  # camera 2's zones change: its level starts again
+    assert raised(2.0) == [(2, "pre_alarm")]  # camera 1 still remembers what it raised
