@@ -36,11 +36,8 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import describe as machine  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from detectors.rules import CameraRules  # noqa: E402
-from detectors.yolo import YoloDetector  # noqa: E402
+from ingest.detection import load_model  # noqa: E402
 from ingest.fire_eval import scaled  # noqa: E402
-from ingest.model_runtime import onnx_runner  # noqa: E402
-from models.build import verified_model  # noqa: E402
-from models.manifest import manifests  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 OUT = Path(__file__).with_name("out")
@@ -84,25 +81,14 @@ def hog_counts(shots: Shots) -> tuple[list[int], list[float]]:
     return result["counts"], result["ms"]
 
 
-def model_counter(precision: str) -> object:
-    settings = load_settings()
-    manifest = manifests()["people"]
-    threshold = CameraRules().thresholds["person"]
-    thresholds = np.full(len(manifest.classes), threshold, np.float32)
-    detector = YoloDetector(manifest.classes, manifest.input_size, thresholds)
-    run = onnx_runner(verified_model(settings.model_cache_dir, manifest, precision))
-
-    def count(picture: np.ndarray) -> int:
-        return len(detector.detect(picture[None], run))
-
-    return count
-
-
-def model_counts(count: object, shots: Shots) -> tuple[list[int], list[float]]:
+def model_counts(precision: str, shots: Shots) -> tuple[list[int], list[float]]:
+    """The people model's count and milliseconds per picture, at the camera default's score."""
+    people = load_model(load_settings().model_cache_dir, "people", CameraRules().thresholds["person"],
+                        precision=precision)
     counted, ms = [], []
     for _, picture, _ in shots:
         started = time.perf_counter()
-        counted.append(count(picture))  # type: ignore[operator]
+        counted.append(len(people.detector.detect(picture[None], people.run)))
         ms.append(1000 * (time.perf_counter() - started))
     return counted, ms
 
@@ -120,8 +106,8 @@ def score(name: str, counted: tuple[list[int], list[float]], shots: Shots) -> di
 def main() -> int:
     cv2.setNumThreads(1)
     shots = pictures(load_settings().model_cache_dir)
-    rows = [score("people model, int8", model_counts(model_counter("int8"), shots), shots),
-            score("people model, fp32", model_counts(model_counter("fp32"), shots), shots),
+    rows = [score("people model, int8", model_counts("int8", shots), shots),
+            score("people model, fp32", model_counts("fp32", shots), shots),
             score("OpenCV 4 HOG people detector", hog_counts(shots), shots)]
     OUT.mkdir(exist_ok=True)
     results = {"machine": machine(), "pictures": len(shots), "rows": rows}

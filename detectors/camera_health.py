@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.camera_rows import lookup
+
 UNKNOWN, ONLINE, OFFLINE, DEGRADED = 0, 1, 2, 3
 NAMES = np.array(["unknown", "online", "offline", "degraded"])
 
@@ -37,12 +39,7 @@ class HealthTracker:
         """Keep the state of cameras still present; new ones start unknown."""
         if np.array_equal(ids, self.ids):
             return
-        keep = np.full(len(ids), -1, np.int64)  # row of each camera in the old state, -1: new
-        if len(self.ids):
-            order = np.argsort(self.ids, kind="stable")
-            at = np.minimum(np.searchsorted(self.ids[order], ids), len(self.ids) - 1)
-            found = self.ids[order][at] == ids
-            keep[found] = order[at][found]
+        keep = lookup(self.ids, ids)  # row of each camera in the old state, -1: new
         known = keep >= 0
         status = np.full(len(ids), UNKNOWN, np.int8)
         candidate = np.full(len(ids), UNKNOWN, np.int8)

@@ -6,6 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def lookup(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Index in `ids` (any order, no repeats) of each of `wanted`, -1 where it is not there:
+    one sorted search for the whole array instead of a dict per camera."""
+    wanted = np.asarray(wanted, np.int64)
+    out = np.full(len(wanted), -1, np.int64)
+    if len(ids) and len(wanted):
+        order = np.argsort(ids, kind="stable")
+        at = np.minimum(np.searchsorted(ids[order], wanted), len(ids) - 1)
+        found = ids[order][at] == wanted
+        out[found] = order[at][found]
+    return out
+
+
 class CameraRows:
     def __init__(self) -> None:
         self.ids = np.empty(0, np.int64)
@@ -20,8 +33,7 @@ class CameraRows:
         new = np.setdiff1d(camera_ids, self.ids)
         if len(new):
             self.ids = np.concatenate([self.ids, new])
-        order = np.argsort(self.ids, kind="stable")
-        return order[np.searchsorted(self.ids[order], camera_ids)], len(new)
+        return lookup(self.ids, camera_ids), len(new)
 
     def remove(self, camera_ids: set[int] | np.ndarray) -> np.ndarray:
         """Drop cameras; the boolean mask of rows kept, to apply to the caller's arrays."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.camera_rows import CameraRows, grow
+from detectors.camera_rows import CameraRows, grow, lookup
 from detectors.detections import Detections
 from detectors.events import Event
 
@@ -100,10 +100,8 @@ class RuleTable:
 
     def rows(self, camera_ids: np.ndarray) -> np.ndarray:
         """Row of each camera; the default's row for cameras without rules of their own."""
-        at = np.searchsorted(self.ids, camera_ids)
-        found = (at < len(self.ids)) & (self.ids[np.minimum(at, max(len(self.ids) - 1, 0))] == camera_ids) \
-            if len(self.ids) else np.zeros(len(camera_ids), bool)
-        return np.where(found, at, len(self.ids))
+        at = lookup(self.ids, camera_ids)
+        return np.where(at >= 0, at, len(self.ids))
 
 
 class ZoneTable:
@@ -291,8 +289,7 @@ class RuleEngine:
         np.add.at(counts_by_zone, people.frame_index[keep], inside.astype(np.int64))
         z = np.flatnonzero(~np.isnan(self.zones.area) & np.isin(self.zones.camera, camera_ids))
         cameras_z = self.zones.camera[z]
-        order = np.argsort(camera_ids, kind="stable")
-        frame = order[np.searchsorted(camera_ids[order], cameras_z)]  # the batch row of each zone's camera
+        frame = lookup(camera_ids, cameras_z)  # the batch row of each zone's camera
         rule = self.table.rows(cameras_z)
         count = counts_by_zone[frame, z]
         density = count / self.zones.area[z]

@@ -88,11 +88,11 @@ def person_cover(boxes: Detections, people: Detections) -> np.ndarray:
     return share.max(axis=1)
 
 
-def evidence(frames: np.ndarray, boxes: Detections, people: Detections | None = None,
-             motion_mask: np.ndarray | None = None) -> BoxEvidence:
+def evidence(frames: np.ndarray, boxes: Detections, motion_mask: np.ndarray | None = None) -> BoxEvidence:
     """The evidence of every box of `boxes` in `frames` (N, H, W, 3) RGB. `motion_mask` (N, h, w)
     is the quality stage's mask of pixels changed since each camera's previous sample (None for
-    stills); `people` the people model's boxes on the same frames (None when it did not run)."""
+    stills). `person_cover` is left at zero: the people model runs only for the boxes that pass
+    the other tests, and its cover is filled in after (`person_cover`)."""
     k = len(boxes)
     if not k:
         empty = np.empty(0)
@@ -115,8 +115,7 @@ def evidence(frames: np.ndarray, boxes: Detections, people: Detections | None = 
         mask_cells = cells(boxes.xyxy, mask.shape[1:3], mask_step)
         moved = box_sums(integral_image(mask[..., None].astype(np.float32)), mask_cells, rows)[:, 0]
         motion = moved / ((mask_cells[:, 2] - mask_cells[:, 0]) * (mask_cells[:, 3] - mask_cells[:, 1]))
-    covered = person_cover(boxes, people) if people is not None else np.zeros(k)
-    return BoxEvidence(sums[:, 0] / count, contrast, covered, motion)
+    return BoxEvidence(sums[:, 0] / count, contrast, np.zeros(k), motion)
 
 
 def verified(boxes: Detections, kinds_of_class: tuple[str, ...], seen: BoxEvidence, rules: VerifyRules) -> np.ndarray:

@@ -33,7 +33,7 @@ from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.detection import DetectionStage
 from ingest.fields import StreamUrl
-from ingest.rules_spec import parse_stored
+from ingest.rules_spec import stored_spec
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader, latest_batch
@@ -144,10 +144,11 @@ class CameraRunner:
         """The camera's own rules; the defaults (None) when it has none, or when what is stored no
         longer validates (edited in the database by hand) — detection goes on, and the log says why."""
         try:
-            return parse_stored(stored)
+            spec = stored_spec(stored)
         except ValueError as exc:
             log.warning("camera_rules_invalid", extra={"camera_id": camera_id, "error": str(exc)[:500]})
             return None
+        return spec.to_rules() if spec is not None else None
 
     def release(self, camera_ids: set[int]) -> None:
         readers = [self.readers.pop(c) for c in camera_ids if c in self.readers]

@@ -151,7 +151,7 @@ class DetectionStage:
         tests, which a person must not explain. `motion_mask` is None for stills."""
         kinds = self.fire.manifest.class_kinds()
         with self.figures.timing("verify"):
-            seen = evidence(frames, found, None, motion_mask)
+            seen = evidence(frames, found, motion_mask)
             # the people model is the dearest test: only smoke boxes that pass the others need it
             standing = verified(found, kinds, seen, self.verify_rules)
         need = np.zeros(len(frames), bool) if people_rows is None else people_rows.copy()
@@ -193,30 +193,36 @@ class DetectionStage:
                      {**event.evidence, "snapshot": str(relative)}, event.event_id)
 
 
-def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: RuleEngine | None = None,
-               thresholds: float = 0.2, threads: int = 1, precision: str = "int8") -> DetectionStage | None:
-    """The stage over the verified models `names` of `cache` at `precision` (int8 or fp32;
-    None when `names` is empty).
-
-    Decoding keeps boxes from `thresholds` up; each camera's rules then apply their own, higher
-    thresholds. ConfigError when a model is not built."""
-    if not names:
-        return None
+def load_model(cache: Path, name: str, threshold: float = 0.2, threads: int = 1,
+               precision: str = "int8") -> Model:
+    """The verified model `name` of `cache` at `precision` (int8 or fp32) on an ONNX Runtime
+    session of `threads`, its detector keeping boxes from `threshold` up. ConfigError when the
+    model is unknown or not built."""
     from ingest.model_runtime import onnx_runner
     from models.build import verified_model
     from models.manifest import manifests
 
     known = manifests()
+    if name not in known:
+        raise ConfigError(f"unknown model {name!r}; models/ has {', '.join(sorted(known))}", field="detectors")
+    manifest = known[name]
+    thresholds = np.full(len(manifest.classes), threshold, np.float32)
+    detector = YoloDetector(manifest.classes, manifest.input_size, thresholds)
+    return Model(manifest, detector, onnx_runner(verified_model(cache, manifest, precision), threads))
+
+
+def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: RuleEngine | None = None,
+               thresholds: float = 0.2, threads: int = 1, precision: str = "int8") -> DetectionStage | None:
+    """The stage over the models `names` of `cache` (see `load_model`; None when `names` is
+    empty). Decoding keeps boxes from `thresholds` up; each camera's rules then apply their
+    own, higher thresholds."""
+    if not names:
+        return None
     figures = StageFigures()
     loaded = {}
     for name in names:
-        if name not in known:
-            raise ConfigError(f"unknown model {name!r}; models/ has {', '.join(sorted(known))}", field="detectors")
-        manifest = known[name]
-        detector = YoloDetector(manifest.classes, manifest.input_size, np.full(len(manifest.classes), thresholds,
-                                                                                np.float32))
-        run = onnx_runner(verified_model(cache, manifest, precision), threads)
-        loaded[name] = Model(manifest, detector, figures.timed(run))
+        model = load_model(cache, name, thresholds, threads, precision)
+        loaded[name] = replace(model, run=figures.timed(model.run))
     if "fire_smoke" not in loaded:
         raise ConfigError("the detection stage needs the fire_smoke model", field="detectors")
     return DetectionStage(loaded["fire_smoke"], rules or RuleEngine({}), loaded.get("people"),

@@ -123,9 +123,7 @@ class RulesSpec(BaseModel):
         )
 
 
-def parse_stored(text: str | None) -> CameraRules | None:
+def stored_spec(text: str | None) -> RulesSpec | None:
     """A camera's stored rules (None: it has none and takes the defaults). ValueError when the
-    stored JSON no longer validates (edited in the database by hand)."""
-    if not text:
-        return None
-    return RulesSpec.model_validate_json(text).to_rules()
+    stored text no longer validates (edited in the database by hand)."""
+    return RulesSpec.model_validate_json(text) if text else None

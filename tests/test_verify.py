@@ -29,13 +29,13 @@ def test_flame_colour_contrast_and_motion_are_measured_inside_each_box() -> None
                   [1, 1, 0, 0], [0, 0, 1, 1])
     mask = np.zeros((2, 180, 320), bool)
     mask[1, :, 150:180] = True  # pixels 300..360 of frame 1 changed
-    seen = evidence(frames, found, None, mask)
+    seen = evidence(frames, found, mask)
     assert seen.flame_share[0] == pytest.approx(1.0)
     assert seen.flame_share[1] == pytest.approx(0.0)
     assert seen.contrast[2] == pytest.approx(0.0)  # all black: flat
     assert seen.contrast[3] == pytest.approx(127.5, abs=1.0)  # half black, half white
     assert seen.motion[2] == pytest.approx(0.0) and seen.motion[3] == pytest.approx(0.75)
-    still = evidence(frames, found, None, None)
+    still = evidence(frames, found, None)
     assert np.isnan(still.motion).all()  # stills: unknown, the motion test is skipped
 
 
@@ -56,7 +56,7 @@ def test_each_kind_is_held_to_its_own_test() -> None:
     # flame-coloured flame kept, grey "flame" dropped; smoke across an edge kept, flat smoke dropped
     assert ok.tolist() == [True, False, True, False]
     moved = np.zeros((1, 180, 320), bool)
-    still = verified(found, KINDS, evidence(frames, found, None, moved), VerifyRules())
+    still = verified(found, KINDS, evidence(frames, found, moved), VerifyRules())
     assert still.tolist() == [True, False, False, False]  # in a stream, smoke that did not move is background
 
 

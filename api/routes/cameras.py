@@ -24,7 +24,7 @@ from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, pars
 from ingest.cameras import CameraStatus
 from ingest.csv_import import CameraImporter, template
 from ingest.fields import DbId, Tag, Text
-from ingest.rules_spec import RulesSpec
+from ingest.rules_spec import RulesSpec, stored_spec
 from ingest.stream_figures import read_figures
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
@@ -117,7 +117,7 @@ def camera_stream(camera_id: PathId, user: CurrentUser, session: SessionDep, ser
 
 def rules_out(camera_id: int, stored: str | None) -> dict[str, object]:
     try:
-        rules = RulesSpec.model_validate_json(stored) if stored else RulesSpec()
+        rules = stored_spec(stored) or RulesSpec()
     except ValueError as exc:  # edited in the database by hand; the worker runs the defaults meanwhile
         raise Conflict(f"camera {camera_id}: its stored rules no longer validate ({str(exc)[:300]}); "
                        "PUT new rules or DELETE them", camera_id=camera_id) from None
