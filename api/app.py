@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,8 +12,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
+from api.alerting.hub import FeedHub
 from api.metrics import HttpMetrics, RegistryCollector
-from api.routes import audit, cameras, health, onvif, units, users
+from api.routes import alert_stream, alerts, audit, cameras, health, onvif, units, users
 from api.services import Services
 from config.errors import LookoutError
 
@@ -19,12 +22,21 @@ log = logging.getLogger("lookout.api")
 
 
 def create_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        """The process's one reader of the alert feed runs while the app does."""
+        app.state.feed_hub.start()
+        yield
+        app.state.feed_hub.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Lookout",
         summary="One camera registry for a county's networks; smoke, flame and crowd alerts up the command chain.",
         version="0.1.0",
     )
     app.state.services = services
+    app.state.feed_hub = FeedHub(services.sessions, services.redis)
     app.state.metrics_registry = CollectorRegistry()
     app.state.metrics_registry.register(RegistryCollector(services))
     app.middleware("http")(HttpMetrics(app.state.metrics_registry).middleware)
@@ -59,6 +71,6 @@ def create_app(services: Services) -> FastAPI:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
-    for module in (health, users, units, onvif, cameras, audit):
+    for module in (health, users, units, onvif, cameras, alert_stream, alerts, audit):
         app.include_router(module.router)
     return app

@@ -32,6 +32,7 @@ class Role(str, enum.Enum):
     investigator = "investigator"
 
 
+ALERT_HANDLERS = frozenset({Role.admin, Role.operator})
 CAMERA_WRITERS = frozenset({Role.admin, Role.technician})
 PTZ_OPERATORS = frozenset({Role.admin, Role.operator, Role.technician})
 UNIT_WRITERS = frozenset({Role.admin})

@@ -1,4 +1,4 @@
-"""The `lookout` command: serve, worker, migrate, unit add, user add, import."""
+"""The `lookout` command: serve, worker, migrate, unit add, user add, import, models, eval, audit."""
 
 from __future__ import annotations
 
@@ -52,8 +52,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         count = (os.cpu_count() or 1) if args.workers is None else args.workers
         env = {**os.environ, "LOOKOUT_REDIS_URL": redis_url, "LOOKOUT_DATA_DIR": str(settings.data_dir.resolve()),
                "LOOKOUT_DATABASE_URL": settings.resolved_database_url}
-        for _ in range(count):  # one machine runs everything: the API and a worker per core
+        for _ in range(count):  # one machine runs everything: the API, a worker per core, the alert engine
             workers.append(subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env,
+                                            preexec_fn=die_with_parent))
+        if not args.no_alert_engine:
+            workers.append(subprocess.Popen([sys.executable, "-m", "api.cli", "alert-engine"], env=env,
                                             preexec_fn=die_with_parent))
         if args.demo:
             from api import demo
@@ -94,14 +97,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.detection import load_stage
     from ingest.worker import IngestWorker, new_worker_id
 
-    url = settings.redis_url
-    if url is None:
-        embedded = (settings.data_dir / "redis" / "redis.sock").resolve()
-        if not embedded.exists():
-            raise LookoutError(
-                "lookout worker needs the Redis the API uses: set LOOKOUT_REDIS_URL, or start "
-                "`lookout serve` with the same data_dir first", field="redis_url")
-        url = f"unix://{embedded}"
+    url = _redis_url(settings, "lookout worker")
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
@@ -125,6 +121,39 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     runner.stop()
     engine.dispose()
     return 0
+
+
+def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
+    from api.alerting.engine import AlertEngine
+    from api.alerting.policy import AlertPolicy
+    from api.migrate import upgrade
+    from config.database import make_engine, make_session_factory
+    from config.redis_server import connect
+
+    engine = make_engine(settings.resolved_database_url)
+    upgrade(engine)
+    client = connect(_redis_url(settings, "lookout alert-engine"))
+    alerts = AlertEngine(make_session_factory(engine), client, AlertPolicy(settings.alerts))
+    alerts.ensure_group()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: alerts.stop_event.set())
+    alerts.run()
+    client.close()
+    engine.dispose()
+    return 0
+
+
+def _redis_url(settings: Settings, command: str) -> str:
+    """The Redis of the deployment: the configured URL, else the embedded server of `lookout
+    serve` with the same data_dir."""
+    if settings.redis_url is not None:
+        return settings.redis_url
+    embedded = (settings.data_dir / "redis" / "redis.sock").resolve()
+    if not embedded.exists():
+        raise LookoutError(
+            f"{command} needs the Redis the API uses: set LOOKOUT_REDIS_URL, or start "
+            "`lookout serve` with the same data_dir first", field="redis_url")
+    return f"unix://{embedded}"
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -227,6 +256,20 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.audit import verify_chain
+
+    services = _services(settings)
+    with services.sessions() as session:
+        report = verify_chain(session)
+    services.close()
+    if report.intact:
+        print(f"audit log intact: {report.rows} rows, last row {report.head_id}, head hash {report.head_hash}")
+        return 0
+    print(f"audit log broken at row {report.bad_row}: {report.reason} ({report.rows} rows verified before it)")
+    return 1
+
+
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
@@ -271,7 +314,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, help="ingest worker processes to run beside the API (default: one per core)")
+    serve.add_argument("--no-alert-engine", action="store_true",
+                       help="do not start an alert engine beside the API (run `lookout alert-engine` elsewhere)")
     serve.set_defaults(run=cmd_serve)
+    sub.add_parser("alert-engine", help="turn events into alerts, escalate overdue ones (several may run)"
+                   ).set_defaults(run=cmd_alert_engine)
     sub.add_parser("worker", help="run an ingest worker: takes its share of the cameras through Redis leases"
                    ).set_defaults(run=cmd_worker)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
@@ -307,6 +354,9 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--no-verify", action="store_true", help="score the fire model's boxes without the verifier")
     fire.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
     fire.set_defaults(run=cmd_eval_fire)
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    audit.add_parser("verify", help="recompute the hash chain; exit 1 naming the first edited or deleted row"
+                     ).set_defaults(run=cmd_audit_verify)
     imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")

@@ -1,4 +1,5 @@
-"""What one API process holds: settings, database sessions, Redis, the camera registry."""
+"""What one API process holds: settings, database sessions, Redis, the camera registry, the
+alert policy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.alerting.policy import AlertPolicy
 from config.database import make_engine, make_session_factory
 from config.redis_server import connect
 from config.settings import Settings
@@ -23,6 +25,7 @@ class Services:
     sessions: sessionmaker[Session]
     redis: redis.Redis | None
     registry: CameraRegistry
+    alert_policy: AlertPolicy
 
     def close(self) -> None:
         if self.redis is not None:
@@ -49,4 +52,4 @@ def build_services(settings: Settings, redis_url: str | None = None) -> Services
         networks=settings.networks,
         feed=RegistryFeed(client, settings.registry_feed_maxlen),
     )
-    return Services(settings, engine, make_session_factory(engine), client, registry)
+    return Services(settings, engine, make_session_factory(engine), client, registry, AlertPolicy(settings.alerts))

@@ -19,6 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from config.alerting import AlertSettings
 from config.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("lookout.yaml")
@@ -87,6 +88,7 @@ class Settings(BaseSettings):
     segment_max_gb: float = Field(50.0, gt=0, description="the oldest segments go first above this")
     stream_read_timeout_seconds: float = Field(
         5.0, gt=0.5, le=120, description="silence after which a camera is offline and its stream reopened")
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ import pytest
 import redis
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 
 from api.app import create_app
 from api.auth import Role, User, hash_password, issue_token
@@ -29,6 +29,7 @@ from api.services import Services, build_services
 from config.database import Base, make_engine
 from config.redis_server import find_redis_server
 from config.settings import Settings
+from ingest.audit import GENESIS, AuditHead
 from ingest.units import Unit, create_unit
 
 PG_ADMIN = os.environ.get("LOOKOUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -112,6 +113,7 @@ def services(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Serv
     with svc.engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(delete(table))
+        conn.execute(insert(AuditHead), {"id": 1, "last_id": 0, "last_hash": GENESIS})  # a new, empty chain
     assert svc.redis is not None
     svc.redis.flushdb()
     yield svc

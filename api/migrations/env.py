@@ -5,6 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
+import api.alerting.counters  # noqa: F401 - registers counters
+import api.alerting.model  # noqa: F401 - registers alerts, alert_events, alert_changes
 import api.auth  # noqa: F401 - registers users, api_tokens
 import ingest.audit  # noqa: F401 - registers audit_log
 import ingest.cameras  # noqa: F401 - registers cameras, camera_tags

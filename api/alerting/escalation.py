@@ -1,0 +1,70 @@
+"""The deadline sweep: alerts nobody acknowledged or resolved in time go up one level.
+
+Deadlines are columns of the alert rows, so the sweep needs no memory of its own: any engine
+process, started at any time, escalates what is overdue. Two sweeps racing over one alert
+cannot both escalate it: the second write fails its version check and is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from api.alerting import feed
+from api.alerting.lifecycle import ActionInput, apply, overdue
+from api.alerting.model import OPEN_STATES, Alert, AlertState
+from api.alerting.policy import AlertPolicy, path_ids
+from ingest import audit
+from ingest.units import Unit
+
+ACTOR = "system:deadline"
+log = logging.getLogger("lookout.alerts")
+
+
+def due_alerts(session: Session, now: datetime, limit: int) -> list[tuple[Alert, str]]:
+    """Open alerts with a passed deadline, with their owner unit's path."""
+    passed = or_(and_(Alert.state == AlertState.new.value, Alert.ack_due_at <= now),
+                 and_(Alert.state.in_(OPEN_STATES), Alert.resolve_due_at <= now))
+    rows = session.execute(select(Alert, Unit.path).join(Unit, Unit.id == Alert.unit_id).where(passed)
+                           .order_by(Alert.id).limit(limit))
+    return [(alert, path) for alert, path in rows]
+
+
+def sweep(session: Session, policy: AlertPolicy, now: datetime, limit: int = 200) -> int:
+    """Escalate every overdue alert (or mark it overdue at the top); the feed's last id, 0 if
+    nothing was due or another process got there first."""
+    changes, rows = [], []
+    for alert, path in due_alerts(session, now, limit):
+        missed = overdue(alert, now)
+        level = path_ids(path).index(alert.level_unit_id)
+        if level == 0:  # nobody above: say so once, and stop watching that deadline
+            if missed == "acknowledge":
+                alert.ack_due_at = None
+            else:
+                alert.resolve_due_at = None
+            changes.append(feed.Change(alert, "overdue", ACTOR, path))
+            rows.append(audit.audit_row(ACTOR, "alert.overdue", "alert", alert.id, alert.unit_id, None,
+                                        {"missed": missed, "level_unit_id": alert.level_unit_id}))
+            continue
+        change, row = apply(alert, "escalate", ACTOR, ActionInput(
+            reason=f"{missed} deadline passed at the {policy.level_name(level)} level"), policy, path, now)
+        changes.append(change)
+        rows.append(row)
+    if not changes:
+        return 0
+    try:
+        last = feed.append(session, changes)
+        audit.record_many(session, rows)
+        session.commit()
+    except StaleDataError:
+        session.rollback()
+        return 0
+    for change in changes:
+        log.info("alert_escalated" if change.change == "escalated" else "alert_overdue",
+                 extra={"alert_id": change.alert.id, "code": change.alert.code, "camera_id": change.alert.camera_id,
+                        "level_unit_id": change.alert.level_unit_id})
+    return last

@@ -1,0 +1,155 @@
+"""The live feed inside one API process: one reader of the change feed, many listeners.
+
+A thread waits on the doorbell (`lookout:alerts`), reads the new changes from the database
+once, renders each once, and hands it to every listener whose filter takes it (unit scope
+always; kinds, severity, addressed-only as the listener asked). A listener that falls too far
+behind is dropped, and its client resumes by id, so nobody ever misses a change silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy.orm import Session
+
+from api.alerting.feed import DOORBELL, changes_after, last_change_id
+from api.alerting.model import AlertChange
+
+log = logging.getLogger("lookout.alerts")
+QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One change as every channel sends it."""
+
+    id: int
+    unit_path: str
+    addressed: tuple[int, ...]
+    kind: str
+    severity_rank: int
+    data: str  # the JSON body
+
+    @classmethod
+    def of(cls, change: AlertChange) -> FeedItem:
+        body = {"change_id": change.id, "change": change.change, "at": change.at.isoformat(), "actor": change.actor,
+                "alert": change.alert}
+        return cls(change.id, change.unit_path, tuple(change.addressed), change.kind, change.severity_rank,
+                   json.dumps(body, ensure_ascii=False))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFilter:
+    """What one listener may and wants to see."""
+
+    scope: str  # the person's unit path: nothing outside it, ever
+    unit_id: int  # the person's unit, for addressed_only
+    kinds: frozenset[str] = frozenset()
+    min_severity: int = 0
+    addressed_only: bool = False
+
+    def takes(self, item: FeedItem) -> bool:
+        return (item.unit_path.startswith(self.scope)
+                and (not self.kinds or item.kind in self.kinds)
+                and item.severity_rank >= self.min_severity
+                and (not self.addressed_only or self.unit_id in item.addressed))
+
+
+@dataclass(eq=False)
+class Listener:
+    filter: FeedFilter
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[FeedItem | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    dropped: bool = False
+
+    def offer(self, item: FeedItem) -> None:
+        """Called in the loop's thread."""
+        if self.dropped:
+            return
+        if self.queue.qsize() >= QUEUE_LIMIT - 1:
+            self.dropped = True
+            self.queue.put_nowait(None)  # the end: the client reconnects from its last id
+            return
+        self.queue.put_nowait(item)
+
+
+class FeedHub:
+    def __init__(self, sessions: Callable[[], Session], client: redis.Redis | None, poll_seconds: float = 1.0) -> None:
+        self.sessions, self.client, self.poll_seconds = sessions, client, poll_seconds
+        self.listeners: set[Listener] = set()
+        self.lock = threading.Lock()
+        self.last_id = 0
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self.sessions() as session:
+            self.last_id = last_change_id(session)
+        self.thread = threading.Thread(target=self._run, name="alert-feed", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(5)
+
+    def add(self, flt: FeedFilter) -> Listener:
+        listener = Listener(flt, asyncio.get_running_loop())
+        with self.lock:
+            self.listeners.add(listener)
+        return listener
+
+    def remove(self, listener: Listener) -> None:
+        with self.lock:
+            self.listeners.discard(listener)
+
+    def backlog(self, flt: FeedFilter, after: int, until: int, limit: int = 1000) -> tuple[list[FeedItem], int]:
+        """One page of the changes after `after` up to `until` that `flt` takes, from the
+        database (to resume), and the id it read up to."""
+        with self.sessions() as session:
+            rows = [row for row in changes_after(session, after, limit) if row.id <= until]
+        items = [item for item in map(FeedItem.of, rows) if flt.takes(item)]
+        return items, rows[-1].id if rows else until
+
+    def _run(self) -> None:
+        doorbell = "$"
+        while not self.stop_event.is_set():
+            try:
+                if self.client is not None:
+                    reply = self.client.xread({DOORBELL: doorbell}, count=100, block=int(self.poll_seconds * 1000))
+                    if reply:
+                        doorbell = reply[0][1][-1][0]
+                else:
+                    self.stop_event.wait(self.poll_seconds)
+                self._deliver()
+            except Exception as exc:  # noqa: BLE001 - the feed must outlive a database or Redis outage
+                log.warning("alert_feed_waiting", extra={"error": str(exc)[:300]})
+                self.stop_event.wait(self.poll_seconds)
+
+    def _deliver(self) -> None:
+        while True:
+            with self.sessions() as session:
+                rows = changes_after(session, self.last_id, 500)
+            if not rows:
+                return
+            items = [FeedItem.of(row) for row in rows]
+            self.last_id = items[-1].id
+            with self.lock:
+                listeners = list(self.listeners)
+            for listener in listeners:
+                mine = [item for item in items if listener.filter.takes(item)]
+                if mine:
+                    listener.loop.call_soon_threadsafe(_offer_all, listener, mine)
+            if len(rows) < 500:
+                return
+
+
+def _offer_all(listener: Listener, items: list[FeedItem]) -> None:
+    for item in items:
+        listener.offer(item)

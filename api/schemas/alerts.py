@@ -1,0 +1,77 @@
+"""Alert bodies: what the routes return, and what the lifecycle actions take."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.audit import AuditOut
+
+
+class AlertOut(BaseModel):
+    """An alert: an event (or an incident of several) promoted to work, with its case code."""
+
+    id: int
+    code: str = Field(description="case code: owner unit code, local date, sequence of that day")
+    kind: str
+    severity: str = Field(description="info, minor, major or critical")
+    state: str = Field(description="new, acknowledged, dispatched, resolved or false_alarm")
+    camera_id: int | None
+    camera_ids: list[int] = Field(description="every camera of the incident")
+    unit_id: int = Field(description="the unit that owns the camera")
+    level_unit_id: int = Field(description="the unit the alert is at now (an ancestor after escalation)")
+    addressed: list[int] = Field(description="units it is sent to now")
+    escalations: int
+    latitude: float | None
+    longitude: float | None
+    score: float = Field(description="the highest score of its events")
+    event_count: int
+    first_at: datetime
+    last_at: datetime
+    snapshot: str | None
+    evidence: dict[str, Any]
+    ack_due_at: datetime | None
+    resolve_due_at: datetime | None
+    acknowledged_at: datetime | None
+    dispatched_at: datetime | None
+    closed_at: datetime | None
+    assignee: str | None
+    feedback: str | None
+    evidence_file: str | None
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    next_cursor: str | None
+
+
+class AlertDetail(AlertOut):
+    history: list[AuditOut] = Field(description="every recorded step, oldest first")
+
+
+class AlertEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: str
+    camera_id: int
+    kind: str
+    at: datetime
+    score: float
+    evidence: dict[str, Any]
+
+
+class ActionBody(BaseModel):
+    """What an action needs: dispatch `assignee`; false_alarm and reopen `reason`; escalate
+    takes an optional `reason`; acknowledge nothing. Resolve is sent as a form (feedback, and
+    an optional evidence file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str | None = Field(None, min_length=1, max_length=200, description="dispatch: who is sent")
+    reason: str | None = Field(None, min_length=1, max_length=4000)
