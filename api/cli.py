@@ -124,20 +124,37 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from api.alerting.delivery import Deliverer
     from api.alerting.engine import AlertEngine
     from api.alerting.policy import AlertPolicy
     from api.migrate import upgrade
+    from api.services import secret_key
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
+    from ingest.credentials import CredentialCipher
 
     engine = make_engine(settings.resolved_database_url)
     upgrade(engine)
+    sessions = make_session_factory(engine)
     client = connect(_redis_url(settings, "lookout alert-engine"))
-    alerts = AlertEngine(make_session_factory(engine), client, AlertPolicy(settings.alerts))
+    policy = AlertPolicy(settings.alerts)
+    alerts = AlertEngine(sessions, client, policy)
     alerts.ensure_group()
+    deliverer = Deliverer(sessions, client, policy, CredentialCipher(secret_key(settings)))
+    delivering = threading.Thread(target=deliverer.run, name="delivery", daemon=True)
+    delivering.start()
+
+    def stop(*_: object) -> None:
+        alerts.stop_event.set()
+        deliverer.stop_event.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: alerts.stop_event.set())
+        signal.signal(sig, stop)
     alerts.run()
+    delivering.join(15)
+    deliverer.close()
     client.close()
     engine.dispose()
     return 0

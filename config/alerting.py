@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Severity = Literal["info", "minor", "major", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "minor", "major", "critical")  # in rising order
@@ -89,6 +89,17 @@ class AlertSettings(BaseModel):
     engine_batch: int = Field(200, ge=1, le=10_000)
     claim_idle_seconds: float = Field(30.0, gt=0, description="a consumer silent this long is dead: take its entries")
     sweep_seconds: float = Field(1.0, gt=0, le=60, description="how often deadlines are checked")
+    mqtt_url: str | None = Field(None, description="mqtt://host:port of the broker MQTT subscriptions publish to")
+    retry_first_seconds: float = Field(2.0, gt=0, description="a failed delivery is tried again after this...")
+    retry_max_seconds: float = Field(900.0, gt=0, description="...doubling up to this between tries...")
+    give_up_hours: float = Field(24.0, gt=0, description="...until this long has passed: then a dead letter")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
 
     @model_validator(mode="after")
     def _every_level_has_deadlines(self) -> AlertSettings:

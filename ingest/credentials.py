@@ -28,7 +28,7 @@ class Credentials:
 
 
 class CredentialCipher:
-    """Seals and opens camera credentials with one Fernet key."""
+    """Seals and opens camera credentials (and other secrets) with one Fernet key."""
 
     def __init__(self, key: str | bytes) -> None:
         try:
@@ -41,6 +41,17 @@ class CredentialCipher:
     def seal(self, credentials: Credentials) -> str:
         raw = json.dumps({"u": credentials.username, "p": credentials.password}).encode()
         return self._fernet.encrypt(raw).decode("ascii")
+
+    def seal_text(self, text: str) -> str:
+        """Seal any secret (a webhook's signing key) the way credentials are sealed."""
+        return self._fernet.encrypt(text.encode()).decode("ascii")
+
+    def open_text(self, sealed: str, **context: object) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode("ascii")).decode()
+        except InvalidToken:
+            raise LookoutError("a sealed secret cannot be decrypted with the configured secret_key",
+                               **context) from None
 
     def open(self, sealed: str, camera_id: int | None = None) -> Credentials:
         try:

@@ -135,6 +135,9 @@ def test_the_lifecycle_with_feedback_and_evidence(client: TestClient, services: 
     assert [h["action"] for h in history] == ["alert.create", "alert.acknowledge", "alert.dispatch", "alert.resolve",
                                               "alert.reopen", "alert.false_alarm"]
     assert {h["actor"] for h in history[1:]} == {"user:zhang"}
+    audited = client.get("/api/v1/audit", params={"alert": alert["id"], "actor": "user:zhang"}, headers=admin).json()
+    assert [e["action"] for e in audited["items"]] == ["alert.false_alarm", "alert.reopen", "alert.resolve",
+                                                       "alert.dispatch", "alert.acknowledge"]  # newest first
     assert history[3]["after"]["feedback"] == "灭火完毕，无人员伤亡"
     with services.sessions() as session:
         assert verify_chain(session).intact
@@ -233,3 +236,12 @@ def test_short_deadlines_come_from_settings() -> None:
     assert settings.deadlines["village"]["minor"].acknowledge_seconds == 1
     with pytest.raises(ValueError, match="deadlines.township lacks"):
         AlertSettings(deadlines={"village": deadlines["village"], "county": deadlines["county"]})
+
+
+def test_the_live_feed_refuses_bad_requests_clearly(client: TestClient, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
+    operator = login("operator", tree.village_a1)
+    assert client.get("/api/v1/alerts/stream").status_code == 401
+    assert client.get("/api/v1/alerts/stream", params={"access_token": "lk_nothing"}).status_code == 401
+    bad = client.get("/api/v1/alerts/stream", headers=operator | {"Last-Event-ID": "yesterday"})
+    assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID"
+    assert client.get("/api/v1/alerts/stream", params={"min_severity": "huge"}, headers=operator).status_code == 422

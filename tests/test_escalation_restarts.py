@@ -6,13 +6,11 @@ township operator listens on the SSE feed for alerts addressed to the township o
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import redis
 import yaml
 
 from detectors.events import EVENTS_STREAM, Event
+from tests.alerting import SseListener
 from tests.conftest import SECRET, free_port, start_redis, wait_for
 
 ROOT = Path(__file__).parents[1]
@@ -73,38 +72,6 @@ class Service:
                 process.wait()
 
 
-class FeedListener(threading.Thread):
-    """Follows the SSE feed, reconnecting with Last-Event-ID whenever the server goes away."""
-
-    def __init__(self, url: str, headers: dict[str, str]) -> None:
-        super().__init__(daemon=True)
-        self.url, self.headers = url, headers
-        self.changes: list[dict] = []  # type: ignore[type-arg]
-        self.last_id: str | None = None
-        self.connections = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            headers = dict(self.headers) | ({"Last-Event-ID": self.last_id} if self.last_id else {})
-            try:
-                with httpx.stream("GET", self.url, headers=headers, params={"addressed_only": "true", "after": 0}
-                                  if self.last_id is None else {"addressed_only": "true"},
-                                  timeout=httpx.Timeout(5, read=None)) as response:
-                    self.connections += 1
-                    event_id = None
-                    for line in response.iter_lines():
-                        if line.startswith("id: "):
-                            event_id = line[4:]
-                        elif line.startswith("data: "):
-                            self.changes.append(json.loads(line[6:]))
-                            self.last_id = event_id
-                        if self.stop.is_set():
-                            return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-
-
 def test_a_missed_deadline_escalates_and_notifies_the_parent_across_restarts(tmp_path: Path) -> None:
     redis_process, redis_url = start_redis(tmp_path)
     config = tmp_path / "lookout.yaml"
@@ -120,7 +87,7 @@ def test_a_missed_deadline_escalates_and_notifies_the_parent_across_restarts(tmp
     township = _token(_cli(env, "user", "add", "town-op", "--role", "operator", "--unit", "330199001000"))
     service = Service(env, port)
     base = f"http://127.0.0.1:{port}/api/v1"
-    listener = FeedListener(f"{base}/alerts/stream", township)
+    listener = SseListener(f"{base}/alerts/stream", township, addressed_only="true", after=0)
     try:
         service.start()
         units = {u["code"]: u["id"] for u in httpx.get(f"{base}/units", headers=admin).json()}

@@ -34,3 +34,9 @@ def take(session: Session, name: str, count: int = 1) -> int:
         conn.execute(insert(table).values(name=name, value=0).on_conflict_do_nothing())
         conn.execute(bump)
     return int(conn.execute(select(table.c.value).where(table.c.name == name)).scalar_one())
+
+
+def move_to(session: Session, name: str, value: int) -> None:
+    """Set counter `name` (a reader's cursor) to `value`; the caller took it first."""
+    table = Counter.__table__
+    session.connection().execute(update(table).where(table.c.name == name).values(value=value))

@@ -6,7 +6,9 @@ from alembic import context
 from sqlalchemy import text
 
 import api.alerting.counters  # noqa: F401 - registers counters
+import api.alerting.delivery  # noqa: F401 - registers deliveries
 import api.alerting.model  # noqa: F401 - registers alerts, alert_events, alert_changes
+import api.alerting.subscriptions  # noqa: F401 - registers subscriptions
 import api.auth  # noqa: F401 - registers users, api_tokens
 import ingest.audit  # noqa: F401 - registers audit_log
 import ingest.cameras  # noqa: F401 - registers cameras, camera_tags

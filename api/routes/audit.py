@@ -1,4 +1,5 @@
-"""`/api/v1/audit`: the append-only record of every write, for admins of the unit concerned."""
+"""`/api/v1/audit`: the append-only, hash-chained record of every write and every alert action,
+for admins of the unit concerned (`lookout audit verify` checks the chain)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def list_audit(
     action: Annotated[Text | None, Query(description="e.g. camera.update; a prefix such as camera. works")] = None,
     target_type: Annotated[Text | None, Query()] = None,
     target_id: Annotated[DbId | None, Query()] = None,
+    alert: Annotated[DbId | None, Query(description="every step of this alert")] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: Annotated[str | None, Query(max_length=64, description="newest first; continue before this entry")] = None,
@@ -45,6 +47,8 @@ def list_audit(
         query = query.where(AuditEntry.target_type == target_type)
     if target_id is not None:
         query = query.where(AuditEntry.target_id == target_id)
+    if alert is not None:
+        query = query.where(AuditEntry.target_type == "alert", AuditEntry.target_id == alert)
     if since is not None:
         query = query.where(AuditEntry.at >= since)
     if until is not None:

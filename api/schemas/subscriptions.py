@@ -1,0 +1,98 @@
+"""Subscription bodies: filters and a channel (webhook or MQTT), and its deliveries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from api.alerting.subscriptions import Channel
+from config.alerting import Severity
+from ingest.fields import DbId
+from ingest.rules_spec import ArmedWindow
+
+TopicPrefix = Annotated[str, Field(min_length=1, max_length=150, pattern=r"^[^#+\x00]+$")]
+#: hours of the local day the subscription is on, as the rules' armed windows are written
+Hours = ArmedWindow
+
+
+class SubscriptionFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    unit_id: DbId | None = Field(None, description="alerts of this unit's subtree; default: your own unit")
+    kinds: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=list, max_length=16, description="e.g. flame, smoke; empty: every kind")
+    min_severity: Severity = "info"
+    hours: Hours | None = None
+    addressed_only: bool = Field(False, description="only alerts sent to the unit itself (escalated, broadcast)")
+
+
+class SubscriptionCreate(SubscriptionFilters):
+    channel: Channel
+    url: AnyHttpUrl | None = Field(None, description="webhook: where the JSON is POSTed")
+    secret: str | None = Field(None, min_length=16, max_length=200,
+                               description="webhook: the HMAC key; default: one is made and shown once")
+    topic_prefix: TopicPrefix | None = Field(None, description="mqtt: topics are <prefix>/<unit code>/<kind>; "
+                                                                 "default lookout/<your username>")
+
+    @model_validator(mode="after")
+    def _channel_needs(self) -> SubscriptionCreate:
+        if self.channel == Channel.webhook and self.url is None:
+            raise ValueError("a webhook subscription needs url")
+        if self.channel == Channel.mqtt and self.url is not None:
+            raise ValueError("an mqtt subscription takes topic_prefix, not url")
+        return self
+
+
+class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    kinds: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(None, max_length=16)
+    min_severity: Severity | None = None
+    hours: Hours | None = None
+    addressed_only: bool | None = None
+    url: AnyHttpUrl | None = None
+    active: bool | None = None
+
+
+class SubscriptionOut(BaseModel):
+    id: int
+    user_id: int
+    name: str
+    unit_id: int
+    kinds: list[str]
+    min_severity: str
+    hours: Hours | None
+    addressed_only: bool
+    channel: str
+    url: str | None
+    topic_prefix: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriptionCreated(SubscriptionOut):
+    secret: str | None = Field(description="webhook: the HMAC key, shown this once")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    subscription_id: int
+    alert_id: int
+    change_id: int
+    channel: str
+    topic: str | None
+    state: str = Field(description="pending, delivered or dead (a dead letter)")
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class ReplayOut(BaseModel):
+    requeued: int
