@@ -34,6 +34,7 @@ bench: $(VENV)/.test
 	$(PY) bench/quality.py
 	$(PY) bench/crowd.py
 	$(PY) bench/throughput.py
+	$(PY) bench/alert_feed.py
 
 clean:
 	rm -rf $(VENV) data bench/out

@@ -224,8 +224,9 @@ def test_unreadable_entries_are_set_aside_and_the_rest_go_on(client: TestClient,
     inject(services, 999_999)  # a camera that does not exist
     drain(engine)
     assert len(_alerts(client, admin)) == 1
-    [(_, rejected)] = services.redis.xrange("lookout:events:rejected")
-    assert rejected["camera_id"] == "x" and "unreadable" in rejected["reason"]
+    unreadable, unknown = [fields for _, fields in services.redis.xrange("lookout:events:rejected")]
+    assert unreadable["camera_id"] == "x" and "unreadable" in unreadable["reason"]
+    assert unknown["camera_id"] == "999999" and unknown["reason"] == "camera 999999 does not exist"
     assert services.redis.xpending(EVENTS_STREAM, "alert-engine")["pending"] == 0
 
 

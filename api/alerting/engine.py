@@ -78,6 +78,7 @@ class Absorbed:
     duplicates: int = 0
     ignored: int = 0
     last_change: int = 0
+    unknown_cameras: list[Event] = field(default_factory=list)
 
 
 class Absorber:
@@ -110,9 +111,7 @@ class Absorber:
         for event in sorted(fresh.values(), key=lambda e: e.at):
             facts = cameras.get(event.camera_id)
             if facts is None:
-                log.warning("alert_event_unknown_camera", extra={"camera_id": event.camera_id,
-                                                                 "event_id": event.event_id})
-                result.ignored += 1
+                result.unknown_cameras.append(event)
             elif event.kind == "camera_online":
                 result.ignored += 0 if self._camera_back(event, facts) else 1
             elif not self.policy.alerting(event.kind):
@@ -334,26 +333,34 @@ class AlertEngine:
     def handle(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         """Commit the batch's alerts, then acknowledge its entries; entries that cannot be read,
         or that fail alone, go to `lookout:events:rejected` instead of blocking the stream."""
-        events, bad = [], []
+        events: list[Event] = []
+        entry_of: dict[str, str] = {}  # event id → stream entry id
+        bad: list[tuple[str, dict[str, str], str]] = []
         for entry_id, data in entries:
             try:
-                events.append(Event.from_fields(data))
+                event = Event.from_fields(data)
             except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
                 bad.append((entry_id, data, f"unreadable event: {exc}"))
+                continue
+            events.append(event)
+            entry_of.setdefault(event.event_id, entry_id)
+
+        def unknown(found: list[Event]) -> None:
+            bad.extend((entry_of[e.event_id], e.fields(), f"camera {e.camera_id} does not exist") for e in found)
+
         try:
-            self._commit(events)
+            unknown(self._commit(events))
         except (redis.RedisError, OperationalError):
             raise
         except Exception as exc:  # noqa: BLE001 - find the event that fails, keep the rest
             log.warning("alert_batch_failed", extra={"consumer": self.consumer, "error": str(exc)[:300]})
-            ids = {e.event_id: entry_id for (entry_id, _), e in zip(entries, events)}
             for event in events:
                 try:
-                    self._commit([event])
+                    unknown(self._commit([event]))
                 except (redis.RedisError, OperationalError):
                     raise
                 except Exception as one:  # noqa: BLE001
-                    bad.append((ids.get(event.event_id, ""), event.fields(), f"{type(one).__name__}: {one}"))
+                    bad.append((entry_of[event.event_id], event.fields(), f"{type(one).__name__}: {one}"))
         for entry_id, data, reason in bad:
             log.error("alert_event_rejected", extra={"entry": entry_id, "camera_id": data.get("camera_id"),
                                                      "reason": reason[:300]})
@@ -361,7 +368,9 @@ class AlertEngine:
                                                "entry": entry_id}, maxlen=100_000, approximate=True)
         self.client.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
 
-    def _commit(self, events: list[Event]) -> None:
+    def _commit(self, events: list[Event]) -> list[Event]:
+        """Absorb `events` in one transaction (retried when someone changed an alert meanwhile);
+        the events whose camera does not exist."""
         for attempt in range(5):
             with self.sessions() as session:
                 try:
@@ -374,7 +383,8 @@ class AlertEngine:
                     continue
             self._count(result)
             feed.ring(self.client, result.last_change)
-            return
+            return result.unknown_cameras
+        return []
 
     def _count(self, result: Absorbed) -> None:
         for name in ("created", "merged", "duplicates", "ignored"):

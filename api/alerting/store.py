@@ -45,6 +45,7 @@ class AlertFilter:
     open_only: bool = False
     since: datetime | None = None
     until: datetime | None = None
+    updated_since: datetime | None = None
 
 
 def alert_query(session: Session, scope: str, flt: AlertFilter) -> Select[tuple[Alert]]:
@@ -68,6 +69,8 @@ def alert_query(session: Session, scope: str, flt: AlertFilter) -> Select[tuple[
         query = query.where(Alert.created_at >= flt.since)
     if flt.until is not None:
         query = query.where(Alert.created_at < flt.until)
+    if flt.updated_since is not None:
+        query = query.where(Alert.updated_at >= flt.updated_since)
     return query
 
 

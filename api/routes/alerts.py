@@ -42,12 +42,14 @@ def list_alerts(
     open: Annotated[bool, Query(description="only new, acknowledged and dispatched alerts")] = False,
     since: datetime | None = None,
     until: datetime | None = None,
+    updated_since: Annotated[datetime | None, Query(description="changed at or after this time (polling)")] = None,
     cursor: Annotated[str | None, Query(max_length=64, description="newest first; continue before this one")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, object]:
     flt = store.AlertFilter(
         states=[s.value for s in state], kinds=kind, unit_id=unit, camera_id=camera, open_only=open,
-        min_severity=None if min_severity is None else SEVERITIES.index(min_severity), since=since, until=until)
+        min_severity=None if min_severity is None else SEVERITIES.index(min_severity), since=since, until=until,
+        updated_since=updated_since)
     rows, more = store.list_alerts(session, user.scope, flt, decode_cursor(cursor) if cursor else None, limit)
     return {"items": [row.public() for row in rows], "next_cursor": encode_cursor(rows[-1].id) if more else None}
 

@@ -73,6 +73,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_alerts_resolve_due_at'), ['resolve_due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_alerts_state'), ['state'], unique=False)
         batch_op.create_index('ix_alerts_unit_state', ['unit_id', 'state'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_updated_at'), ['updated_at'], unique=False)
 
     op.create_table('alert_changes',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
@@ -118,6 +119,7 @@ def downgrade() -> None:
 
     op.drop_table('alert_changes')
     with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alerts_updated_at'))
         batch_op.drop_index('ix_alerts_unit_state')
         batch_op.drop_index(batch_op.f('ix_alerts_state'))
         batch_op.drop_index(batch_op.f('ix_alerts_resolve_due_at'))
