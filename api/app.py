@@ -14,7 +14,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from api.alerting.hub import FeedHub
 from api.metrics import HttpMetrics, RegistryCollector
-from api.routes import alert_stream, alerts, audit, cameras, health, onvif, subscriptions, units, users
+from api.routes import alert_stream, alerts, audit, cameras, health, onvif, stats, subscriptions, units, users
 from api.services import Services
 from config.errors import LookoutError
 
@@ -71,6 +71,6 @@ def create_app(services: Services) -> FastAPI:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
-    for module in (health, users, units, onvif, cameras, alert_stream, alerts, subscriptions, audit):
+    for module in (health, users, units, onvif, cameras, alert_stream, alerts, subscriptions, stats, audit):
         app.include_router(module.router)
     return app

@@ -246,3 +246,49 @@ def test_the_live_feed_refuses_bad_requests_clearly(client: TestClient, tree: Tr
     bad = client.get("/api/v1/alerts/stream", headers=operator | {"Last-Event-ID": "yesterday"})
     assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID"
     assert client.get("/api/v1/alerts/stream", params={"min_severity": "huge"}, headers=operator).status_code == 422
+
+
+def test_kpis_per_unit_rolled_up_the_tree(client: TestClient, services: Services, tree: Tree,
+                                          login) -> None:  # type: ignore[no-untyped-def]
+    admin = login("admin", tree.county)
+    cams = [add_camera(client, admin, tree.village_a1, f"a{i}", at) for i, at in enumerate((None, FAR, NEAR))]
+    b_cam = add_camera(client, admin, tree.village_b1, "b")
+    engine = engine_for(services)
+    for cam, kind in zip(cams, ("flame", "smoke", "flame")):
+        inject(services, cam, kind)
+    inject(services, b_cam, "camera_offline")
+    drain(engine)
+    ids = {a["camera_id"]: a["id"] for a in _alerts(client, admin)}
+    put_out, smoke, open_fire, offline = ids[cams[0]], ids[cams[1]], ids[cams[2]], ids[b_cam]
+    client.post(f"/api/v1/alerts/{put_out}/acknowledge", headers=admin)
+    client.post(f"/api/v1/alerts/{put_out}/resolve", data={"feedback": "done"}, headers=admin)
+    client.post(f"/api/v1/alerts/{smoke}/acknowledge", headers=admin)
+    client.post(f"/api/v1/alerts/{smoke}/false_alarm", json={"reason": "炊烟"}, headers=admin)
+    client.post(f"/api/v1/alerts/{open_fire}/escalate", json={"reason": "增援"}, headers=admin)
+    start = utcnow() - timedelta(hours=1)
+    with services.sessions() as session:  # known times: acknowledged after 60 s and 120 s, closed after 600 s and 300 s
+        for alert_id, ack, closed in ((put_out, 60, 600), (smoke, 120, 300)):
+            alert = session.get_one(Alert, alert_id)
+            alert.created_at = start
+            alert.acknowledged_at, alert.closed_at = start + timedelta(seconds=ack), start + timedelta(seconds=closed)
+        session.commit()
+    figures = client.get("/api/v1/stats", headers=admin).json()
+    by_unit = {u["unit_id"]: u for u in figures["units"]}
+    assert figures["units"][0]["unit_id"] == tree.county.id
+    village = by_unit[tree.village_a1.id]
+    assert village["alerts"] == 3 and village["by_kind"] == {"flame": 2, "smoke": 1}
+    assert village["by_state"] == {"new": 1, "acknowledged": 0, "dispatched": 0, "resolved": 1, "false_alarm": 1}
+    assert village["acknowledge_seconds"] == {"median": 90.0, "p90": 114.0, "count": 2}
+    assert village["resolve_seconds"] == {"median": 600.0, "p90": 600.0, "count": 1}
+    assert (village["closure_rate"], village["escalation_rate"], village["false_alarm_rate"]) == (0.6667, 0.3333, 0.5)
+    assert village["cameras"] == 3 and village["online_rate"] == 0.0
+    assert by_unit[tree.town_a.id]["alerts"] == 3 and by_unit[tree.village_a2.id]["alerts"] == 0
+    county = by_unit[tree.county.id]
+    assert county["alerts"] == 4 and county["by_kind"]["camera_offline"] == 1
+    assert (county["closure_rate"], county["escalation_rate"], county["false_alarm_rate"]) == (0.5, 0.25, 0.5)
+    assert by_unit[tree.village_a2.id]["closure_rate"] is None
+    later = client.get("/api/v1/stats", params={"since": utcnow().isoformat()}, headers=admin).json()
+    assert later["units"][0]["alerts"] == 0
+    operator = login("operator", tree.village_a1)
+    assert [u["unit_id"] for u in client.get("/api/v1/stats", headers=operator).json()["units"]] == [tree.village_a1.id]
+    assert client.get("/api/v1/stats", params={"unit": tree.town_a.id}, headers=operator).status_code == 404
