@@ -93,6 +93,9 @@ class AlertSettings(BaseModel):
     retry_first_seconds: float = Field(2.0, gt=0, description="a failed delivery is tried again after this...")
     retry_max_seconds: float = Field(900.0, gt=0, description="...doubling up to this between tries...")
     give_up_hours: float = Field(24.0, gt=0, description="...until this long has passed: then a dead letter")
+    feed_retention_days: float = Field(
+        90.0, gt=0, description="changes older than this leave the feed (no resuming from before), and finished "
+                                "deliveries their list; alerts and the audit log are kept")
 
     @field_validator("mqtt_url")
     @classmethod

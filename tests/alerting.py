@@ -65,6 +65,16 @@ def engine_for(services: Services, settings: AlertSettings | None = None, consum
     return engine
 
 
+def one_fire(client: TestClient, services: Services, headers: dict[str, str], unit: Unit
+             ) -> tuple[int, AlertEngine, Event]:
+    """A camera `gate` in `unit`, an engine, and one flame event of it turned into an alert."""
+    gate = add_camera(client, headers, unit, "gate")
+    engine = engine_for(services)
+    event = inject(services, gate)
+    drain(engine)
+    return gate, engine, event
+
+
 def drain(engine: AlertEngine) -> None:
     """Let the engine take everything on the stream."""
     while engine.step(block_ms=20):
@@ -245,6 +255,16 @@ class MqttListener:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def listen(base: str, sse_headers: dict[str, str], ws_headers: dict[str, str]) -> tuple[SseListener, WsListener]:
+    """An SSE and a WebSocket listener on the live feed, both connected."""
+    sse = SseListener(f"{base}/api/v1/alerts/stream", sse_headers)
+    ws = WsListener(f"{base}/api/v1/alerts/ws", token_of(ws_headers))
+    sse.start()
+    ws.start()
+    wait_for(lambda: sse.connections >= 1 and ws.connected.is_set(), 10)
+    return sse, ws
 
 
 def token_of(headers: dict[str, str]) -> str:

@@ -20,13 +20,12 @@ from tests.alerting import (
     MqttListener,
     Receiver,
     SseListener,
-    WsListener,
     add_camera,
     fast_retries,
     inject,
+    listen,
     live,
     start_mosquitto,
-    token_of,
 )
 from tests.conftest import Tree, free_port, wait_for
 
@@ -59,11 +58,7 @@ def test_an_event_reaches_every_channel_routed_to_its_unit(services: Services, t
         secret = hook.json()["secret"]
         assert http.post("/api/v1/subscriptions", headers=town, json={"name": "fire wall", "channel": "mqtt"}
                          ).status_code == 201
-        sse = SseListener(f"{base}/api/v1/alerts/stream", village)
-        ws = WsListener(f"{base}/api/v1/alerts/ws", token_of(town))
-        sse.start()
-        ws.start()
-        wait_for(lambda: sse.connections >= 1 and ws.connected.is_set(), 10)
+        sse, ws = listen(base, village, town)
         event = inject(services, gate, "flame", 0.8)
         wait_for(lambda: sse.changes and ws.changes and receiver.received and broker.messages, 15)
         for change in (sse.changes[0], ws.changes[0], receiver.bodies()[0], broker.messages[0][1]):
@@ -171,11 +166,7 @@ def test_village_a_hears_nothing_of_village_b_on_any_channel(services: Services,
             "name": "mine", "channel": "webhook", "url": receiver.url}).status_code == 201
         assert http.post("/api/v1/subscriptions", headers=a_op, json={"name": "mine", "channel": "mqtt"}
                          ).status_code == 201
-        sse = SseListener(f"{base}/api/v1/alerts/stream", a_op)
-        ws = WsListener(f"{base}/api/v1/alerts/ws", token_of(a_op))
-        sse.start()
-        ws.start()
-        wait_for(lambda: sse.connections >= 1 and ws.connected.is_set(), 10)
+        sse, ws = listen(base, a_op, a_op)
         for cam in b_cams:
             inject(services, cam, "flame")
             inject(services, cam, "camera_offline")

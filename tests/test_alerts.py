@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from api.alerting.delivery import Delivery, prune
 from api.alerting.escalation import sweep
 from api.alerting.feed import changes_after
 from api.alerting.model import Alert
@@ -18,7 +19,7 @@ from config.alerting import AlertSettings, Deadline
 from config.database import utcnow
 from detectors.events import EVENTS_STREAM
 from ingest.audit import verify_chain
-from tests.alerting import FAR, NEAR, add_camera, drain, engine_for, inject, stored_events
+from tests.alerting import FAR, NEAR, add_camera, drain, engine_for, inject, one_fire, stored_events
 from tests.conftest import Tree
 
 
@@ -67,10 +68,7 @@ def test_events_become_alerts_merged_by_camera_and_incident(client: TestClient, 
 def test_a_redelivered_event_is_not_counted_twice(client: TestClient, services: Services, tree: Tree,
                                                   login) -> None:  # type: ignore[no-untyped-def]
     admin = login("admin", tree.county)
-    gate = add_camera(client, admin, tree.village_a1, "gate")
-    engine = engine_for(services)
-    event = inject(services, gate)
-    drain(engine)
+    gate, engine, event = one_fire(client, services, admin, tree.village_a1)
     assert services.redis is not None
     services.redis.xadd(EVENTS_STREAM, event.fields())  # a producer that retried
     services.redis.xadd(EVENTS_STREAM, event.fields())
@@ -106,10 +104,7 @@ def test_the_lifecycle_with_feedback_and_evidence(client: TestClient, services: 
                                                   login) -> None:  # type: ignore[no-untyped-def]
     admin = login("admin", tree.county)
     operator = login("operator", tree.village_a1, "zhang")
-    gate = add_camera(client, admin, tree.village_a1, "gate")
-    engine = engine_for(services)
-    inject(services, gate)
-    drain(engine)
+    gate, engine, _ = one_fire(client, services, admin, tree.village_a1)
     [alert] = _alerts(client, operator)
     url = f"/api/v1/alerts/{alert['id']}"
     assert client.post(f"{url}/acknowledge", headers=operator).json()["state"] == "acknowledged"
@@ -174,10 +169,7 @@ def test_scope_roles_and_unknown_alerts(client: TestClient, services: Services, 
 def test_missed_deadlines_escalate_up_to_the_county(client: TestClient, services: Services, tree: Tree,
                                                     login) -> None:  # type: ignore[no-untyped-def]
     admin = login("admin", tree.county)
-    gate = add_camera(client, admin, tree.village_a1, "gate")
-    engine = engine_for(services)
-    inject(services, gate)
-    drain(engine)
+    gate, engine, _ = one_fire(client, services, admin, tree.village_a1)
     policy = services.alert_policy
     later = utcnow() + timedelta(seconds=policy.settings.deadlines["village"]["major"].acknowledge_seconds + 1)
     with services.sessions() as session:
@@ -259,7 +251,7 @@ def test_kpis_per_unit_rolled_up_the_tree(client: TestClient, services: Services
     inject(services, b_cam, "camera_offline")
     drain(engine)
     ids = {a["camera_id"]: a["id"] for a in _alerts(client, admin)}
-    put_out, smoke, open_fire, offline = ids[cams[0]], ids[cams[1]], ids[cams[2]], ids[b_cam]
+    put_out, smoke, open_fire = ids[cams[0]], ids[cams[1]], ids[cams[2]]
     client.post(f"/api/v1/alerts/{put_out}/acknowledge", headers=admin)
     client.post(f"/api/v1/alerts/{put_out}/resolve", data={"feedback": "done"}, headers=admin)
     client.post(f"/api/v1/alerts/{smoke}/acknowledge", headers=admin)
@@ -292,3 +284,18 @@ def test_kpis_per_unit_rolled_up_the_tree(client: TestClient, services: Services
     operator = login("operator", tree.village_a1)
     assert [u["unit_id"] for u in client.get("/api/v1/stats", headers=operator).json()["units"]] == [tree.village_a1.id]
     assert client.get("/api/v1/stats", params={"unit": tree.town_a.id}, headers=operator).status_code == 404
+
+
+def test_old_feed_changes_and_finished_deliveries_are_pruned(client: TestClient, services: Services, tree: Tree,
+                                                             login) -> None:  # type: ignore[no-untyped-def]
+    admin = login("admin", tree.county)
+    gate, engine, _ = one_fire(client, services, admin, tree.village_a1)
+    now = utcnow()
+    with services.sessions() as session:
+        session.add_all([Delivery(subscription_id=1, alert_id=1, change_id=1, channel="webhook", body="{}", state=state,
+                                  next_attempt_at=now, created_at=now - timedelta(days=100)) for state in
+                         ("delivered", "dead", "pending")])
+        session.commit()
+        assert prune(session, now - timedelta(days=90)) == (0, 2)  # a pending delivery is never dropped
+        assert prune(session, now + timedelta(seconds=1)) == (1, 0)
+        assert len(session.scalars(select(Alert)).all()) == 1  # the alert itself stays

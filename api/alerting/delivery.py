@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 
 import httpx
 import redis
-from sqlalchemy import Index, Integer, String, Text, and_, exists, insert, select, update
+from sqlalchemy import Index, Integer, String, Text, and_, delete, exists, insert, select, update
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, sessionmaker
 
 from api.alerting.counters import move_to, take
 from api.alerting.feed import DOORBELL, changes_after
 from api.alerting.hub import FeedFilter, FeedItem
+from api.alerting.model import AlertChange
 from api.alerting.policy import AlertPolicy
 from api.alerting.subscriptions import Channel, Route, Subscription
 from api.auth import User
@@ -43,6 +44,7 @@ from ingest.units import Unit
 
 FANOUT_CURSOR = "delivery_cursor"
 LEASE_SECONDS = 60.0
+PRUNE_SECONDS = 3600.0
 log = logging.getLogger("lookout.delivery")
 
 
@@ -135,6 +137,16 @@ def fan_out(session: Session, policy: AlertPolicy, limit: int = 500) -> int:
     return len(changes)
 
 
+def prune(session: Session, before: datetime) -> tuple[int, int]:
+    """Drop feed changes and finished deliveries (delivered or dead) older than `before`;
+    how many of each. Alerts, their events and the audit log are never pruned."""
+    changes = session.execute(delete(AlertChange).where(AlertChange.at < before)).rowcount
+    done = session.execute(delete(Delivery).where(Delivery.state.in_([DeliveryState.delivered, DeliveryState.dead]),
+                                                  Delivery.created_at < before)).rowcount
+    session.commit()
+    return int(changes or 0), int(done or 0)  # type: ignore[arg-type]
+
+
 def retry_delay(attempts: int, first: float, most: float) -> float:
     """Seconds before try `attempts + 1`: doubling from `first`, never above `most`."""
     return float(min(most, first * 2 ** max(0, attempts - 1)))
@@ -196,8 +208,15 @@ class Deliverer:
 
     def run(self) -> None:
         doorbell = "$"
+        pruned = 0.0
         while not self.stop_event.is_set():
             try:
+                if time.monotonic() - pruned > PRUNE_SECONDS:
+                    pruned = time.monotonic()
+                    with self.sessions() as session:
+                        gone = prune(session, utcnow() - timedelta(days=self.settings.feed_retention_days))
+                    if any(gone):
+                        log.info("delivery_pruned", extra={"changes": gone[0], "deliveries": gone[1]})
                 while fan_out_in(self.sessions, self.policy):
                     pass
                 sent = self.send_due()

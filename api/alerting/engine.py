@@ -283,6 +283,10 @@ class AlertEngine:
                                                           "retry_in": backoff})
                 self.stop_event.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+            except Exception:  # noqa: BLE001 - a bug must not stop alerting: log it, wait, go on
+                log.exception("alert_engine_error", extra={"consumer": self.consumer, "retry_in": backoff})
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
         log.info("alert_engine_stopped", extra={"consumer": self.consumer})
 
     def step(self, block_ms: int = 500) -> int:
