@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from api.alerting.hub import FeedHub
-from api.metrics import HttpMetrics, RegistryCollector
+from api.metrics import AlertCollector, HttpMetrics, RegistryCollector
 from api.routes import alert_stream, alerts, audit, cameras, health, onvif, stats, subscriptions, units, users
 from api.services import Services
 from config.errors import LookoutError
@@ -39,6 +39,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.feed_hub = FeedHub(services.sessions, services.redis)
     app.state.metrics_registry = CollectorRegistry()
     app.state.metrics_registry.register(RegistryCollector(services))
+    app.state.metrics_registry.register(AlertCollector(services))
     app.middleware("http")(HttpMetrics(app.state.metrics_registry).middleware)
 
     @app.exception_handler(LookoutError)

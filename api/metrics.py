@@ -14,10 +14,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
+from api.alerting.delivery import Delivery, DeliveryState
+from api.alerting.engine import GROUP
+from api.alerting.model import OPEN_STATES, Alert
 from api.services import Services
+from detectors.events import EVENTS_STREAM
 from ingest.stream_figures import read_figures
 
 log = logging.getLogger("lookout.http")
@@ -68,6 +73,44 @@ class RegistryCollector(Collector):
                     if data.get(key) is not None:
                         family.add_metric([str(camera_id)], float(data[key]))
         yield from families.values()
+
+
+class AlertCollector(Collector):
+    """Open alerts by kind and severity, deliveries waiting or dead, and the engine's backlog on
+    `lookout:events`: what an on-call engineer looks at first when alerts seem late."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_alerts = GaugeMetricFamily("lookout_alerts_open", "Open alerts", labels=["kind", "severity"])
+        deliveries = GaugeMetricFamily("lookout_deliveries", "Webhook and MQTT deliveries not yet done",
+                                       labels=["state"])
+        backlog = GaugeMetricFamily("lookout_alert_engine_backlog", "Events not yet absorbed by the alert engines",
+                                    labels=["kind"])
+        try:
+            with self.services.sessions() as session:
+                for kind, severity, count in session.execute(
+                        select(Alert.kind, Alert.severity, func.count()).where(Alert.state.in_(OPEN_STATES))
+                        .group_by(Alert.kind, Alert.severity)):
+                    open_alerts.add_metric([kind, severity], count)
+                counts = dict(session.execute(select(Delivery.state, func.count()).where(
+                    Delivery.state.in_([DeliveryState.pending, DeliveryState.dead])).group_by(Delivery.state)).all())
+                for state in (DeliveryState.pending, DeliveryState.dead):
+                    deliveries.add_metric([state], counts.get(state, 0))
+        except Exception:  # a scrape must not fail because the database blinked
+            log.warning("metrics_alerts_unavailable", exc_info=True)
+        if self.services.redis is not None:
+            try:
+                for group in self.services.redis.xinfo_groups(EVENTS_STREAM):
+                    if group["name"] == GROUP:
+                        backlog.add_metric(["unread"], group.get("lag") or 0)
+                        backlog.add_metric(["unacknowledged"], group["pending"])
+            except Exception:  # no stream yet, or Redis away
+                log.debug("metrics_engine_backlog_unavailable", exc_info=True)
+        yield open_alerts
+        yield deliveries
+        yield backlog
 
 
 class HttpMetrics:

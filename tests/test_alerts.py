@@ -299,3 +299,16 @@ def test_old_feed_changes_and_finished_deliveries_are_pruned(client: TestClient,
         assert prune(session, now - timedelta(days=90)) == (0, 2)  # a pending delivery is never dropped
         assert prune(session, now + timedelta(seconds=1)) == (1, 0)
         assert len(session.scalars(select(Alert)).all()) == 1  # the alert itself stays
+
+
+def test_metrics_show_open_alerts_and_the_engine_backlog(client: TestClient, services: Services, tree: Tree,
+                                                         login) -> None:  # type: ignore[no-untyped-def]
+    admin = login("admin", tree.county)
+    gate, engine, _ = one_fire(client, services, admin, tree.village_a1)
+    inject(services, gate, kind="smoke")  # not absorbed yet
+    metrics = client.get("/metrics").text
+    assert 'lookout_alerts_open{kind="flame",severity="major"} 1.0' in metrics
+    assert 'lookout_alert_engine_backlog{kind="unread"} 1.0' in metrics
+    assert 'lookout_deliveries{state="dead"} 0.0' in metrics
+    drain(engine)
+    assert 'lookout_alert_engine_backlog{kind="unread"} 0.0' in client.get("/metrics").text

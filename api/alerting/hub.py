@@ -142,8 +142,11 @@ class FeedHub:
             self.last_id = items[-1].id
             with self.lock:
                 listeners = list(self.listeners)
+            taken: dict[FeedFilter, list[FeedItem]] = {}  # operators of one unit share a filter: test it once
             for listener in listeners:
-                mine = [item for item in items if listener.filter.takes(item)]
+                mine = taken.get(listener.filter)
+                if mine is None:
+                    mine = taken[listener.filter] = [item for item in items if listener.filter.takes(item)]
                 if mine:
                     listener.loop.call_soon_threadsafe(_offer_all, listener, mine)
             if len(rows) < 500:
