@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -30,10 +29,12 @@ def _services(settings: Settings, redis_url: str | None = None):  # type: ignore
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
     import uvicorn
 
     from api.app import create_app
-    from config.processes import die_with_parent
+    from config.processes import Children
     from config.redis_server import EmbeddedRedis
 
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; exit normally instead,
@@ -46,18 +47,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         redis_url = embedded.start()
-    workers: list[subprocess.Popen[bytes]] = []
+    children = Children({**os.environ, "LOOKOUT_REDIS_URL": redis_url,
+                         "LOOKOUT_DATA_DIR": str(settings.data_dir.resolve()),
+                         "LOOKOUT_DATABASE_URL": settings.resolved_database_url})
     try:
         services = _services(settings, redis_url)
         count = (os.cpu_count() or 1) if args.workers is None else args.workers
-        env = {**os.environ, "LOOKOUT_REDIS_URL": redis_url, "LOOKOUT_DATA_DIR": str(settings.data_dir.resolve()),
-               "LOOKOUT_DATABASE_URL": settings.resolved_database_url}
         for _ in range(count):  # one machine runs everything: the API, a worker per core, the alert engine
-            workers.append(subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env,
-                                            preexec_fn=die_with_parent))
+            children.start(["worker"])
         if not args.no_alert_engine:
-            workers.append(subprocess.Popen([sys.executable, "-m", "api.cli", "alert-engine"], env=env,
-                                            preexec_fn=die_with_parent))
+            children.start(["alert-engine"])
+        threading.Thread(target=children.watch, name="children", daemon=True).start()
         if args.demo:
             from api import demo
 
@@ -72,13 +72,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
         services.close()
     finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        children.stop()
         if embedded is not None:
             embedded.stop()
     return 0

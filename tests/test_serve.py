@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
+import redis
 
-from tests.conftest import free_port
+from detectors.events import EVENTS_STREAM, Event
+from tests.conftest import free_port, wait_for
 
 ROOT = Path(__file__).parents[1]
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
@@ -84,3 +86,57 @@ def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path, model_files: dict[
     process.terminate()
     assert process.wait(20) == 0
     assert not Path(f"/proc/{redis_pid}").exists() or Path(f"/proc/{redis_pid}/stat").read_text().split()[2] == "Z"
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The child processes of `pid`: pid → command line."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_killed_alert_engine_is_started_again_and_alerts_go_on(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")} | {
+        "LOOKOUT_DATA_DIR": str(tmp_path / "data"), "LOOKOUT_LOG_LEVEL": "WARNING"}
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("unit", "add", "示范县", "330199000000")
+    token = re.search(r"token: (lk_[\w-]+)", cli("user", "add", "chief", "--role", "admin", "--unit", "330199000000"))
+    assert token
+    headers = {"Authorization": f"Bearer {token.group(1)}"}
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "0"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
+        [engine] = [pid for pid, command in _children(process.pid).items() if "alert-engine" in command]
+        os.kill(engine, signal.SIGKILL)
+        wait_for(lambda: any("alert-engine" in c and p != engine for p, c in _children(process.pid).items()), 15)
+        units = httpx.get(f"{base}/units", headers=headers).json()
+        camera = httpx.post(f"{base}/cameras", headers=headers,
+                            json={"name": "粮库", "network": "xueliang", "unit_id": units[0]["id"]}).json()
+        events = redis.Redis(unix_socket_path=str(tmp_path / "data" / "redis" / "redis.sock"))
+        events.xadd(EVENTS_STREAM, Event(camera["id"], "flame", time.time(), 0.8).fields())
+        wait_for(lambda: len(httpx.get(f"{base}/alerts", headers=headers).json()["items"]) == 1, 20)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+    assert not _children(process.pid)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
