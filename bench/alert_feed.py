@@ -49,7 +49,7 @@ from config.settings import Settings  # noqa: E402
 from detectors.events import EVENTS_STREAM, Event  # noqa: E402
 from ingest.camera_spec import CameraSpec  # noqa: E402
 from ingest.units import create_unit  # noqa: E402
-from tests.conftest import SECRET, free_port, start_redis, wait_for  # noqa: E402
+from tests.conftest import SECRET, children_of, free_port, start_redis, wait_for  # noqa: E402
 
 CLIENT_PROCESSES = 2
 
@@ -148,17 +148,6 @@ def _cpu_seconds(pids: list[int]) -> float:
             continue
         total += int(fields[11]) + int(fields[12])
     return total / ticks
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
 
 
 def produce(url: str, cameras: list[int], rate: float, seconds: float) -> dict[str, tuple[float, int]]:
@@ -264,7 +253,7 @@ def main() -> int:
                                   "subscribers": args.subscribers, "cameras": args.cameras}
     try:
         wait_for(lambda: _healthy(base), 60)
-        pids = [server.pid, *_children(server.pid)]
+        pids = [server.pid, *children_of(server.pid)]
         phases = [("push", "WebSocket (ours)")] + ([] if args.no_naive else [("poll", "polling every "
                                                                                 f"{args.poll_interval:g} s (naive)")])
         earlier: dict[int, int] = {}  # events each alert counted in the phases before
@@ -285,7 +274,10 @@ def main() -> int:
             print(f"{label}: {json.dumps(figures)}", flush=True)
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:  # uvicorn still closing sockets: the figures are taken
+            server.kill()
         redis_process.terminate()
     push = results["push"]
     verdict = push["p95_ms"] < 250 and push["pairs_delivered"] == push["pairs_expected"]  # type: ignore[index]

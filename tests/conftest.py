@@ -188,6 +188,18 @@ def sqlite_services(redis_url: str, tmp_path: Path) -> Iterator[Services]:
     services.close()
 
 
+def children_of(pid: int) -> dict[int, str]:
+    """The live child processes of `pid`: pid → command line."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
 def wait_for(condition: Callable[[], bool], timeout: float) -> float:
     """Poll `condition` until it holds; the seconds it took. Fails after `timeout`."""
     start = time.monotonic()

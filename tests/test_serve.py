@@ -14,7 +14,7 @@ import httpx
 import redis
 
 from detectors.events import EVENTS_STREAM, Event
-from tests.conftest import free_port, wait_for
+from tests.conftest import children_of, free_port, wait_for
 
 ROOT = Path(__file__).parents[1]
 SHARED_MEDIA = ROOT.parent / "shared" / "media"
@@ -88,18 +88,6 @@ def test_sigterm_stops_the_embedded_redis_too(tmp_path: Path, model_files: dict[
     assert not Path(f"/proc/{redis_pid}").exists() or Path(f"/proc/{redis_pid}/stat").read_text().split()[2] == "Z"
 
 
-def _children(pid: int) -> dict[int, str]:
-    """The child processes of `pid`: pid → command line."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
-
-
 def test_a_killed_alert_engine_is_started_again_and_alerts_go_on(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")} | {
@@ -120,9 +108,9 @@ def test_a_killed_alert_engine_is_started_again_and_alerts_go_on(tmp_path: Path)
     base = f"http://127.0.0.1:{port}/api/v1"
     try:
         wait_for(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 30)
-        [engine] = [pid for pid, command in _children(process.pid).items() if "alert-engine" in command]
+        [engine] = [pid for pid, command in children_of(process.pid).items() if "alert-engine" in command]
         os.kill(engine, signal.SIGKILL)
-        wait_for(lambda: any("alert-engine" in c and p != engine for p, c in _children(process.pid).items()), 15)
+        wait_for(lambda: any("alert-engine" in c and p != engine for p, c in children_of(process.pid).items()), 15)
         units = httpx.get(f"{base}/units", headers=headers).json()
         camera = httpx.post(f"{base}/cameras", headers=headers,
                             json={"name": "粮库", "network": "xueliang", "unit_id": units[0]["id"]}).json()
@@ -132,7 +120,7 @@ def test_a_killed_alert_engine_is_started_again_and_alerts_go_on(tmp_path: Path)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(30)
-    assert not _children(process.pid)
+    assert not children_of(process.pid)
 
 
 def _answers(url: str) -> bool:
