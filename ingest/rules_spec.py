@@ -80,6 +80,11 @@ def minutes(clock: str) -> int:
     return int(hours) * 60 + int(mins)
 
 
+def clock(minute_of_day: int) -> str:
+    """The "HH:MM" of a minute of the day: `minutes` undone."""
+    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
+
+
 class RulesSpec(BaseModel):
     """A camera's detection rules; absent fields keep the defaults."""
 

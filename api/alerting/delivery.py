@@ -32,7 +32,7 @@ from sqlalchemy import Index, Integer, String, Text, and_, delete, exists, inser
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, sessionmaker
 
 from api.alerting.counters import move_to, take
-from api.alerting.feed import DOORBELL, changes_after
+from api.alerting.feed import changes_after, wait_for_ring
 from api.alerting.hub import FeedFilter, FeedItem
 from api.alerting.model import AlertChange
 from api.alerting.policy import AlertPolicy
@@ -222,12 +222,7 @@ class Deliverer:
                 sent = self.send_due()
                 if sent:
                     continue
-                if self.redis is not None:
-                    reply = self.redis.xread({DOORBELL: doorbell}, count=100, block=500)
-                    if reply:
-                        doorbell = reply[0][1][-1][0]
-                else:
-                    self.stop_event.wait(0.5)
+                doorbell = wait_for_ring(self.redis, doorbell, 0.5, self.stop_event)
             except Exception as exc:  # noqa: BLE001 - delivery must outlive a database or Redis outage
                 log.warning("delivery_waiting", extra={"error": str(exc)[:300]})
                 self.stop_event.wait(1.0)

@@ -11,6 +11,7 @@ delays them until their next poll.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 import redis
@@ -63,6 +64,16 @@ def ring(client: redis.Redis | None, last_id: int) -> None:
         client.xadd(DOORBELL, {"last": last_id}, maxlen=10_000, approximate=True)
     except redis.RedisError as exc:
         log.warning("alert_doorbell_failed", extra={"change_id": last_id, "error": str(exc)})
+
+
+def wait_for_ring(client: redis.Redis | None, seen: str, seconds: float, idle: threading.Event) -> str:
+    """Block until the doorbell rings after entry `seen` or `seconds` pass (without Redis: just
+    wait on `idle`); the last entry seen. Readers then read the feed itself by change id."""
+    if client is None:
+        idle.wait(seconds)
+        return seen
+    reply = client.xread({DOORBELL: seen}, count=100, block=int(seconds * 1000))
+    return reply[0][1][-1][0] if reply else seen
 
 
 def changes_after(session: Session, after: int, limit: int = 500) -> list[AlertChange]:

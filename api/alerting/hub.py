@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import redis
 from sqlalchemy.orm import Session
 
-from api.alerting.feed import DOORBELL, changes_after, last_change_id
+from api.alerting.feed import changes_after, last_change_id, wait_for_ring
 from api.alerting.model import AlertChange
 
 log = logging.getLogger("lookout.alerts")
@@ -121,12 +121,7 @@ class FeedHub:
         doorbell = "$"
         while not self.stop_event.is_set():
             try:
-                if self.client is not None:
-                    reply = self.client.xread({DOORBELL: doorbell}, count=100, block=int(self.poll_seconds * 1000))
-                    if reply:
-                        doorbell = reply[0][1][-1][0]
-                else:
-                    self.stop_event.wait(self.poll_seconds)
+                doorbell = wait_for_ring(self.client, doorbell, self.poll_seconds, self.stop_event)
                 self._deliver()
             except Exception as exc:  # noqa: BLE001 - the feed must outlive a database or Redis outage
                 log.warning("alert_feed_waiting", extra={"error": str(exc)[:300]})

@@ -23,7 +23,7 @@ from config.database import utcnow
 from config.errors import Conflict, NotFound
 from ingest import audit
 from ingest.audit import AuditEntry
-from ingest.units import Unit, in_scope, subtree_ids
+from ingest.units import Unit, get_unit, in_scope, subtree_ids
 
 
 def get_alert(session: Session, alert_id: int, scope: str) -> tuple[Alert, str]:
@@ -51,9 +51,7 @@ class AlertFilter:
 def alert_query(session: Session, scope: str, flt: AlertFilter) -> Select[tuple[Alert]]:
     query = select(Alert).where(Alert.unit_id.in_(subtree_ids(scope)))
     if flt.unit_id is not None:
-        unit = session.get(Unit, flt.unit_id)
-        if unit is None or not in_scope(unit.path, scope):
-            raise NotFound(f"unit {flt.unit_id} not found", field="unit", unit_id=flt.unit_id)
+        unit = get_unit(session, flt.unit_id, scope)
         query = query.where(Alert.unit_id.in_(subtree_ids(unit.path)))
     if flt.states:
         query = query.where(Alert.state.in_(flt.states))

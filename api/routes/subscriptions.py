@@ -26,7 +26,7 @@ from config.alerting import SEVERITIES
 from config.database import utcnow
 from config.errors import InvalidInput, NotFound
 from ingest import audit
-from ingest.rules_spec import minutes
+from ingest.rules_spec import clock, minutes
 from ingest.units import get_unit, subtree_ids
 
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
@@ -35,9 +35,8 @@ router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 def _out(sub: Subscription) -> dict[str, object]:
     shown = sub.public()
     shown["min_severity"] = SEVERITIES[sub.min_severity_rank]
-    shown["hours"] = None if sub.hours_start is None else {
-        "start": f"{sub.hours_start // 60:02d}:{sub.hours_start % 60:02d}",
-        "end": f"{sub.hours_end // 60:02d}:{sub.hours_end % 60:02d}"}  # type: ignore[operator]
+    shown["hours"] = None if sub.hours_start is None or sub.hours_end is None else {
+        "start": clock(sub.hours_start), "end": clock(sub.hours_end)}
     return shown
 
 
