@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from config.alerting import AlertSettings
 from config.errors import ConfigError
+from config.security import SecuritySettings
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("lookout.yaml")
 
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     stream_read_timeout_seconds: float = Field(
         5.0, gt=0.5, le=120, description="silence after which a camera is offline and its stream reopened")
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("log_level", mode="before")
     @classmethod
