@@ -28,6 +28,7 @@ test: $(VENV)/.test
 ## The benchmarks of bench/, writing their figures to bench/out/.
 bench: $(VENV)/.test
 	$(PY) bench/import_cameras.py
+	$(PY) bench/import_flood.py
 	$(PY) bench/list_cameras.py
 	$(PY) bench/ingest_soak.py
 	$(VENV)/bin/lookout models build
@@ -35,6 +36,7 @@ bench: $(VENV)/.test
 	$(PY) bench/crowd.py
 	$(PY) bench/throughput.py
 	$(PY) bench/alert_feed.py
+	$(PY) bench/login_flood.py
 
 clean:
 	rm -rf $(VENV) data bench/out

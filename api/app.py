@@ -11,9 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from api import docs
 from api.alerting.hub import FeedHub
 from api.metrics import AlertCollector, HttpMetrics, RegistryCollector
+from api.middleware import BodyGuard, SecurityHeaders
 from api.routes import alert_stream, alerts, audit, cameras, health, onvif, stats, subscriptions, units, users
 from api.services import Services
 from config.errors import LookoutError
@@ -34,13 +37,21 @@ def create_app(services: Services) -> FastAPI:
         title="Lookout",
         summary="One camera registry for a county's networks; smoke, flame and crowd alerts up the command chain.",
         version="0.1.0",
+        docs_url=None,  # api/docs.py serves Swagger UI from local files
+        redoc_url=None,  # ReDoc would load from a public CDN
     )
     app.state.services = services
     app.state.feed_hub = FeedHub(services.sessions, services.redis)
     app.state.metrics_registry = CollectorRegistry()
     app.state.metrics_registry.register(RegistryCollector(services))
     app.state.metrics_registry.register(AlertCollector(services))
+    # outermost last: headers on every answer, then the Host check, the access log and metrics,
+    # and the body guard right before the routes (its refusals are logged and counted)
+    app.add_middleware(BodyGuard, services=lambda: app.state.services)
     app.middleware("http")(HttpMetrics(app.state.metrics_registry).middleware)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=services.settings.security.allowed_hosts,
+                       www_redirect=False)
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LookoutError)
     async def lookout_error(request: Request, exc: LookoutError) -> JSONResponse:
@@ -72,6 +83,7 @@ def create_app(services: Services) -> FastAPI:
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
+    app.include_router(docs.router)
     for module in (health, users, units, onvif, cameras, alert_stream, alerts, subscriptions, stats, audit):
         app.include_router(module.router)
     return app

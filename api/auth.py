@@ -1,7 +1,12 @@
 """People and their access: users bound to a unit with one role, and bearer tokens.
 
 Passwords are hashed with Argon2id. Tokens are 256-bit random strings; only their SHA-256 is
-stored, so a copy of the database grants nobody access, and a token can be revoked by row.
+stored, so a copy of the database grants nobody access, and a token can be revoked by row
+(sign-out, a new password, the person disabled); expired rows are purged.
+
+Usernames are one name in any case (`Admin` is `admin`: a unique index on lower(username)).
+Sign-in itself (throttling, one Argon2 verification for known and unknown names alike, the
+hashing gate) lives in api/routes/users.py, api/login_throttle.py and api/passwords.py.
 """
 
 from __future__ import annotations
@@ -9,12 +14,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Boolean, ForeignKey, Integer, String, select
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from config.database import Base, UTCDateTime, utcnow
@@ -56,6 +62,10 @@ class User(Base):
                 "role": self.role, "unit_id": self.unit_id, "active": self.active}
 
 
+# `Admin` and `admin` are one name: nobody may pass for someone else by case (migration 0008).
+Index("uq_users_username_lower", func.lower(User.username), unique=True)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 
@@ -64,7 +74,7 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # the purge of expired tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +103,27 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def _digest(token: str) -> str:
+_dummy: list[str] = []
+_dummy_lock = threading.Lock()
+
+
+def dummy_hash() -> str:
+    """A hash with the same Argon2 parameters as every real one, of a password nobody knows:
+    an unknown username is checked against it, so it costs the same time as a known one.
+    Made once per process (under a lock: 60 first sign-ins at once must not make 60)."""
+    if not _dummy:
+        with _dummy_lock:
+            if not _dummy:
+                _dummy.append(_hasher.hash(secrets.token_urlsafe(24)))
+    return _dummy[0]
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a token (and what the live feed re-checks): its SHA-256."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+_digest = token_digest
 
 
 def issue_token(session: Session, user: User, ttl: timedelta, label: str | None = None) -> tuple[str, datetime]:
@@ -105,11 +134,13 @@ def issue_token(session: Session, user: User, ttl: timedelta, label: str | None 
     return token, expires
 
 
-def authenticate(session: Session, username: str, password: str) -> User:
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.active or not verify_password(user.password_hash, password):
-        raise Unauthorized("wrong username or password", field="username")
-    return user
+def find_user(session: Session, username: str) -> User | None:
+    """The user of that name in any case (`Zhang` is `zhang`: unique index on lower(username))."""
+    return session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+
+
+def username_taken(session: Session, username: str) -> bool:
+    return session.scalar(select(User.id).where(func.lower(User.username) == username.lower())) is not None
 
 
 def principal_for_token(session: Session, token: str) -> Principal:
@@ -129,6 +160,35 @@ def principal_for_token(session: Session, token: str) -> Principal:
     return Principal(user.id, user.username, Role(user.role), user.unit_id, path)
 
 
-def revoke_tokens(session: Session, user_id: int) -> None:
-    for token in session.scalars(select(ApiToken).where(ApiToken.user_id == user_id)):
-        session.delete(token)
+def revoke_tokens(session: Session, user_id: int, keep: str | None = None) -> None:
+    """Delete the user's tokens (all, or all but the one whose digest is `keep`): REST refuses
+    them at once, and the live feed ends their streams at its next check."""
+    query = delete(ApiToken).where(ApiToken.user_id == user_id)
+    if keep is not None:
+        query = query.where(ApiToken.token_hash != keep)
+    session.execute(query)
+
+
+def revoke_token(session: Session, token: str) -> bool:
+    """Sign-out: delete this one token; False when it was not there."""
+    return bool(session.execute(delete(ApiToken).where(ApiToken.token_hash == _digest(token))).rowcount)
+
+
+def purge_expired_tokens(session: Session) -> int:
+    """Delete tokens past their expiry (index ix_api_tokens_expires_at); how many went."""
+    return int(session.execute(delete(ApiToken).where(ApiToken.expires_at < utcnow())).rowcount or 0)
+
+
+def live_tokens(session: Session, digests: list[str]) -> dict[str, str]:
+    """Of these token digests, those still valid (not expired, user active): digest → the
+    materialised path of the user's unit now. One query for all the live feed's listeners."""
+    found: dict[str, str] = {}
+    for start in range(0, len(digests), 500):
+        rows = session.execute(
+            select(ApiToken.token_hash, Unit.path)
+            .join(User, User.id == ApiToken.user_id)
+            .join(Unit, Unit.id == User.unit_id)
+            .where(ApiToken.token_hash.in_(digests[start:start + 500]), ApiToken.expires_at > utcnow(),
+                   User.active.is_(True)))
+        found.update({digest: path for digest, path in rows})
+    return found

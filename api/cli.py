@@ -28,6 +28,17 @@ def _services(settings: Settings, redis_url: str | None = None):  # type: ignore
     return services
 
 
+def _secure_stored_credentials(services) -> None:  # type: ignore[no-untyped-def]
+    """Bind credentials sealed by an older release to their camera's endpoints (and take any
+    left inside stored URLs out), so that no worker sends them elsewhere. Idempotent."""
+    from ingest.camera_store import secure_stored_credentials
+
+    with services.sessions() as session:
+        changed = secure_stored_credentials(session, services.registry.cipher)
+    if changed:
+        log.info("stored_credentials_secured", extra={"cameras": changed})
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
@@ -47,11 +58,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if redis_url is None:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         redis_url = embedded.start()
+    from ingest.media_paths import worker_media_env
+
+    demo_media = []
+    if args.demo:
+        from api import demo
+
+        demo_media = demo.media_dirs()  # the demo cameras play its clips as `file:` streams
     children = Children({**os.environ, "LOOKOUT_REDIS_URL": redis_url,
                          "LOOKOUT_DATA_DIR": str(settings.data_dir.resolve()),
-                         "LOOKOUT_DATABASE_URL": settings.resolved_database_url})
+                         "LOOKOUT_DATABASE_URL": settings.resolved_database_url,
+                         **worker_media_env(settings, demo_media)})
     try:
         services = _services(settings, redis_url)
+        _secure_stored_credentials(services)
         count = (os.cpu_count() or 1) if args.workers is None else args.workers
         for _ in range(count):  # one machine runs everything: the API, a worker per core, the alert engine
             children.start(["worker"])
@@ -89,6 +109,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.camera_runner import CameraRunner, StreamSettings
     from ingest.credentials import CredentialCipher
     from ingest.detection import load_stage
+    from ingest.media_paths import media_dirs_of
     from ingest.worker import IngestWorker, new_worker_id
 
     url = _redis_url(settings, "lookout worker")
@@ -102,7 +123,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds,
         segment_dir=settings.segment_dir or settings.data_dir / "segments", segment_seconds=settings.segment_seconds,
         segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30),
-        figures_interval=settings.stream_figures_seconds),
+        figures_interval=settings.stream_figures_seconds, media_dirs=media_dirs_of(settings)),
         worker_id=worker_id, detection=load_stage(settings.model_cache_dir, settings.detectors,
                                                   settings.snapshot_dir or settings.data_dir / "snapshots",
                                                   precision=settings.model_precision))
@@ -136,17 +157,26 @@ def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
     policy = AlertPolicy(settings.alerts)
     alerts = AlertEngine(sessions, client, policy)
     alerts.ensure_group()
-    deliverer = Deliverer(sessions, client, policy, CredentialCipher(secret_key(settings)))
+    deliverer = Deliverer(sessions, client, policy, CredentialCipher(secret_key(settings)), security=settings.security)
     delivering = threading.Thread(target=deliverer.run, name="delivery", daemon=True)
     delivering.start()
+    # signed checkpoints of the audit chain's head, outside the database (ingest.audit_checkpoints)
+    from ingest.audit_checkpoints import Checkpointer
+
+    checkpoints = Checkpointer.from_settings(settings, sessions)
+    checkpointing = threading.Thread(target=checkpoints.run, name="audit-checkpoints", daemon=True)
+    checkpointing.start()
 
     def stop(*_: object) -> None:
         alerts.stop_event.set()
         deliverer.stop_event.set()
+        checkpoints.stop_event.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     alerts.run()
+    checkpoints.stop_event.set()
+    checkpointing.join(15)
     delivering.join(15)
     deliverer.close()
     client.close()
@@ -168,7 +198,9 @@ def _redis_url(settings: Settings, command: str) -> str:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    _services(settings).close()
+    services = _services(settings)
+    _secure_stored_credentials(services)
+    services.close()
     print("database schema is up to date")
     return 0
 
@@ -194,12 +226,16 @@ def cmd_unit_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy import select
+    import re
 
-    from api.auth import Role, User, hash_password, issue_token
+    from api.auth import Role, User, hash_password, issue_token, username_taken
+    from api.passwords import password_problem
+    from api.schemas.users import USERNAME_PATTERN
     from ingest import audit
     from ingest.units import unit_by_code
 
+    if not re.fullmatch(USERNAME_PATTERN, args.username) or len(args.username) > 64:
+        raise LookoutError("username: 1 to 64 of A-Z a-z 0-9 _ . @ -", field="username")
     services = _services(settings)
     password = args.password
     generated = False
@@ -208,14 +244,16 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
             password = getpass.getpass(f"password for {args.username}: ")
         else:
             password, generated = secrets.token_urlsafe(12), True
-    if len(password) < 8:
-        raise LookoutError("password must be at least 8 characters", field="password")
+    problem = password_problem(password, args.username, settings.security.password_min_length)
+    if problem is not None:  # the same policy as the API's
+        raise LookoutError(problem, field="password")
     with services.sessions() as session:
         unit = unit_by_code(session, args.unit)
         if unit is None:
             raise LookoutError(f"no unit with code {args.unit}; create it with `lookout unit add`", field="unit")
-        if session.scalar(select(User.id).where(User.username == args.username)) is not None:
-            raise LookoutError(f"username {args.username} is taken", field="username")
+        if username_taken(session, args.username):
+            raise LookoutError(f"username {args.username} is taken (names are the same in any case)",
+                               field="username")
         user = User(username=args.username, role=Role(args.role).value, unit_id=unit.id,
                     display_name=args.display_name, password_hash=hash_password(password))
         session.add(user)
@@ -269,25 +307,49 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.audit import verify_chain
+    from ingest.audit_checkpoints import CheckpointFile
 
+    store = CheckpointFile.from_settings(settings, create_key=False)
+    checkpoints, problems = store.read()  # each problem: a line forged, damaged, or not checkable
     services = _services(settings)
     with services.sessions() as session:
-        report = verify_chain(session)
+        report = verify_chain(session, anchors=[c.anchor() for c in checkpoints])
     services.close()
-    if report.intact:
-        print(f"audit log intact: {report.rows} rows, last row {report.head_id}, head hash {report.head_hash}")
+    for problem in problems:
+        print(problem)
+    if not report.intact:
+        print(f"audit log broken at row {report.bad_row}: {report.reason} ({report.rows} rows verified before it)")
+        return 1
+    held = (f"{len(checkpoints)} checkpoints hold, the latest of row {checkpoints[-1].last_id} ({checkpoints[-1].at})"
+            if checkpoints else f"no checkpoints in {store.path} (`lookout audit checkpoint`)")
+    print(f"audit log intact: {report.rows} rows, last row {report.head_id}, head hash {report.head_hash}; {held}")
+    return 1 if problems else 0
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.audit_checkpoints import Checkpointer
+
+    services = _services(settings)
+    try:
+        written = Checkpointer.from_settings(settings, services.sessions).step()
+    finally:
+        services.close()
+    if written is None:
+        print("the audit log is empty: nothing to checkpoint")
         return 0
-    print(f"audit log broken at row {report.bad_row}: {report.reason} ({report.rows} rows verified before it)")
-    return 1
+    print(f"checkpoint of row {written.last_id} (hash {written.last_hash}) appended to {written.path}")
+    return 0
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import a CSV file anywhere in the registry (the local operator's scope is everything),
+    streamed from disk in batches like the API's import; every bad row is printed."""
     from tqdm import tqdm
 
+    from ingest.camera_imports import problems
     from ingest.csv_import import CameraImporter
 
     services = _services(settings)
-    data = Path(args.file).read_bytes()
     bars: dict[str, tqdm] = {}
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -296,25 +358,26 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
             bar = bars[phase] = tqdm(total=total, desc=phase, unit="row", file=sys.stderr)
         bar.update(done - bar.n)
 
-    with services.sessions() as session:
-        report = CameraImporter(services.registry, session, None, f"cli:{args.actor}", progress).run(
-            data, dry_run=args.dry_run
-        )
-        if not args.dry_run:
-            session.commit()
-    for bar in bars.values():
-        bar.close()
-    if not args.dry_run and (report.created or report.updated):
-        services.registry.feed.publish("bulk")
+    security = settings.security
+    with open(args.file, "rb") as source, services.sessions() as session:
+        report = CameraImporter(services.registry, session, None, f"cli:{args.actor}", progress,
+                                max_rows=security.import_max_rows, errors_shown=0,
+                                keep_days=security.import_keep_days).run(source, dry_run=args.dry_run)
+        for bar in bars.values():
+            bar.close()
+        after = 0
+        while page := problems(session, report.import_id or 0, after, 5000):
+            for row in page:
+                print(f"line {row.line}: {row.message}" if row.kind == "error" else f"line {row.line} ({row.kind}): {row.message}")
+            after = page[-1].line
     services.close()
-    for error in report.errors:
-        print(f"line {error.line}: {error.message}")
     verb = "would create" if args.dry_run else "created"
     print(
         f"{report.rows} rows ({report.encoding}): {verb} {report.created}, updated {report.updated}, "
-        f"unchanged {report.unchanged}, {len(report.errors)} bad rows"
+        f"unchanged {report.unchanged}, {report.errors_total} bad rows"
+        + (f", credentials dropped on {report.credentials_dropped}" if report.credentials_dropped else "")
     )
-    return 1 if report.errors else 0
+    return 1 if report.errors_total else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -366,8 +429,12 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
     fire.set_defaults(run=cmd_eval_fire)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
-    audit.add_parser("verify", help="recompute the hash chain; exit 1 naming the first edited or deleted row"
+    audit.add_parser("verify", help="recompute the hash chain and check it against the signed checkpoints; "
+                     "exit 1 naming the first edited or deleted row, or the checkpoint that fails"
                      ).set_defaults(run=cmd_audit_verify)
+    audit.add_parser("checkpoint", help="sign the chain's head and append it to the checkpoint file now "
+                     "(the alert engine also does it every security.audit_checkpoint_seconds)"
+                     ).set_defaults(run=cmd_audit_checkpoint)
     imp = sub.add_parser("import", help="import cameras from a CSV file (UTF-8 or GBK)")
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
@@ -377,14 +444,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from config.private_files import PRIVATE_UMASK, service_roots, tighten
+
     args = parser().parse_args(argv)
+    # What the service writes is its user's alone (config/private_files.py): the umask covers
+    # this process and every child it starts (redis-server, workers, the alert engine).
+    previous_umask = os.umask(PRIVATE_UMASK)
+    if args.command in ("models", "eval"):  # the model cache is no service data: it may be shared
+        os.umask(previous_umask)
     try:
         settings = load_settings()
         setup_logging(settings.log_level, settings.log_format)
+        if args.command in ("serve", "worker", "alert-engine"):
+            tighten(service_roots(settings))  # what an older install left readable
         return int(args.run(args, settings))
     except LookoutError as exc:
         print(f"lookout: {exc}", file=sys.stderr)
         return 2
+    finally:
+        os.umask(previous_umask)  # for a caller that runs a command in its own process (tests)
 
 
 if __name__ == "__main__":

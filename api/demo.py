@@ -28,6 +28,12 @@ BASE = (30.27, 120.15)
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 
+def media_dirs() -> list[Path]:
+    """The folder of the demo's clips, when it is there: `lookout serve --demo` adds it to the
+    media folders its workers may read `file:` streams from."""
+    return [MEDIA] if MEDIA.is_dir() else []
+
+
 def _stream(index: int) -> str:
     clips = sorted(MEDIA.glob("*.mp4")) if MEDIA.is_dir() else []
     if clips:

@@ -7,10 +7,12 @@ required argument, so the subtree check is applied in one place for every route.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, Field
 from sqlalchemy.orm import Session
 
 from api.auth import Principal, Role, principal_for_token
@@ -20,6 +22,31 @@ from ingest.fields import DB_INT_MAX
 
 #: A row id in a URL path: bounded so that no id reaches the database as an overflow.
 PathId = Annotated[int, Path(ge=1, le=DB_INT_MAX)]
+
+#: the times a query may name: anything outside is a typo or an attack, and the extremes of
+#: Python's datetime overflow on the way into PostgreSQL (0001-01-01 with an offset, 9999-12-31)
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2100, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+
+
+def _bounded_moment(value: datetime) -> datetime:
+    """A time between `EARLIEST` and `LATEST`, as UTC; a time without an offset is read as UTC.
+    The year is checked before any arithmetic, so that no offset can overflow the conversion."""
+    if not EARLIEST.year - 1 <= value.year <= LATEST.year + 1:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+    moment = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError(f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)")
+    return moment
+
+
+#: A time in a query or body: ISO 8601 (an offset, or none for UTC), years 2000 to 2100.
+Moment = Annotated[
+    datetime,
+    AfterValidator(_bounded_moment),
+    Field(description="ISO 8601 time between 2000-01-01 and 2100-12-31; without an offset it is UTC",
+          json_schema_extra={"examples": ["2024-05-01T08:00:00+08:00"]}),
+]
 
 _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/token or `lookout user add`.")
 

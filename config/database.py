@@ -15,6 +15,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from config.private_files import private_dir, private_file, tighten_file
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -64,11 +66,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Engine for `url`; SQLite gets WAL, foreign keys and its folder created."""
+    """Engine for `url`; SQLite gets WAL, foreign keys and its folder created.
+
+    The SQLite file is made 0600 before SQLite opens it (its folder 0700 when made here), and
+    an older install's file is tightened: SQLite gives the WAL, shared-memory and journal
+    files the mode of the database file, so the database stays its user's alone."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            database = Path(parsed.database)
+            private_dir(database.parent, tighten_existing=False)
+            private_file(database)
+            for suffix in ("-wal", "-shm", "-journal"):
+                tighten_file(database.with_name(database.name + suffix))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

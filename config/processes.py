@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 
+from config.private_files import PRIVATE_UMASK
+
 log = logging.getLogger("lookout.processes")
 
 
@@ -64,7 +66,8 @@ class Children:
             self.running.append((args, self._spawn(args)))
 
     def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "api.cli", *args], env=self.env, preexec_fn=die_with_parent)
+        return subprocess.Popen([sys.executable, "-m", "api.cli", *args], env=self.env, preexec_fn=die_with_parent,
+                                umask=PRIVATE_UMASK)  # what the children write is private too
 
     def watch(self) -> None:
         """Restart dead children until `stop()`; run it in a thread."""

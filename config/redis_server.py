@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from config.errors import ConfigError, Unavailable
+from config.private_files import PRIVATE_UMASK, private_dir
 from config.processes import die_with_parent
 
 log = logging.getLogger("lookout.redis")
@@ -97,7 +98,7 @@ class EmbeddedRedis:
             self.socket.unlink()
 
     def start(self, timeout: float = 15.0) -> str:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folder)  # 0700: the AOF holds every alert and event of the county
         self._clean_stale()
         args = [
             self.binary,
@@ -113,7 +114,9 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.folder / "redis.log"),
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        # the server's AOF, log and pid files: 0600 whatever the caller's umask
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                                         umask=PRIVATE_UMASK)
         client = redis.Redis(unix_socket_path=str(self.socket))
         deadline = time.monotonic() + timeout
         try:

@@ -27,17 +27,25 @@ class SecuritySettings(BaseModel):
     # -- CSV import ----------------------------------------------------------------------------
     import_max_rows: int = Field(1_000_000, ge=1, le=10_000_000, description="rows one import may hold")
     import_errors_shown: int = Field(100, ge=0, le=10_000, description="row errors in the import's response")
+    import_keep_days: int = Field(
+        30, ge=1, le=3650, description="days an import's full error list stays readable (GET .../import/{id}/errors)")
 
     # -- sign-in -------------------------------------------------------------------------------
     login_free_failures: int = Field(5, ge=1, le=100, description="wrong passwords before delays start")
     login_max_delay_seconds: float = Field(
         900.0, ge=1, le=86_400, description="the longest wait between tries after repeated failures")
     login_hash_concurrency: int = Field(2, ge=1, le=64, description="password hashes computed at once")
+    login_address_free_failures: int = Field(
+        20, ge=1, le=10_000,
+        description="wrong passwords from one client address (any usernames) before its delays start; "
+                    "higher than per user because a center's consoles may share one address")
+    password_min_length: int = Field(12, ge=8, le=128, description="shortest password a person may choose")
 
     # -- outbound connections --------------------------------------------------------------------
     webhook_allow_networks: list[str] = Field(
         default_factory=list,
-        description="if set, webhooks may only reach these networks (CIDR); loopback etc. stay refused")
+        description="if set, webhooks may only reach these networks (CIDR); this machine, link-local and multicast "
+                    "stay refused unless a network listed here lies inside them (127.0.0.1/32: a relay on this host)")
     webhook_deny_networks: list[str] = Field(
         default_factory=list, description="networks (CIDR) webhooks may never reach, besides loopback etc.")
     media_dirs: list[Path] = Field(

@@ -4,6 +4,9 @@ Every write of the registry and every alert action adds rows here through `recor
 `record_many`; nothing in Lookout updates or deletes them. Each row carries the SHA-256 of
 its own content and of the row before it, and `audit_head` holds the id and hash of the last
 row, so `verify_chain` finds a row that was edited, deleted in the middle or cut off the end.
+The head lives in the database too, so a cut or rewrite that also moves the head is found only
+against signed checkpoints of the head kept outside the database (ingest.audit_checkpoints),
+which `verify_chain` takes as anchors.
 
 Writers are serialised on the head row: an append first updates it (which takes PostgreSQL's
 row lock, or SQLite's write lock, before anything is read), then reads the head, numbers its
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -160,10 +163,31 @@ def _stored_rows(session: Session, batch: int) -> Iterator[dict[str, Any]]:
         after = chunk[-1]["id"]
 
 
-def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A row's id and hash as a signed checkpoint saw them (ingest.audit_checkpoints), and the
+    words that name that checkpoint in a report."""
+
+    row_id: int
+    row_hash: str
+    label: str
+
+
+def verify_chain(session: Session, batch: int = 5000, anchors: Sequence[Anchor] = ()) -> ChainReport:
     """Walk the log in id order and recompute every hash; stop at the first row that does not
-    hold (edited, deleted, or chained to the wrong predecessor), then check the head."""
+    hold (edited, deleted, or chained to the wrong predecessor), then check the head.
+
+    The head lives in the same database as the rows, so someone who can write there can cut
+    rows off the end and move the head back, or rewrite a row and every hash after it, and the
+    chain alone still holds. `anchors` (from checkpoints kept outside the database) close
+    that: each anchored row must exist with the anchored hash, so the log must reach at least
+    the highest anchored row."""
     head = session.get(AuditHead, 1)
+    by_row: dict[int, list[Anchor]] = {}
+    for anchor in anchors:
+        if anchor.row_id > 0:
+            by_row.setdefault(anchor.row_id, []).append(anchor)
+    held = 0  # the last row an anchor confirmed: a rewrite found at an anchor lies after it
     expected_id, digest, count = 1, GENESIS, 0
     for row in _stored_rows(session, batch):
         if row["id"] != expected_id:
@@ -180,6 +204,14 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
         if row_digest(digest, dict(row)) != row["row_hash"]:
             return ChainReport(count, row["id"], digest, row["id"],
                                f"row {row['id']} was changed after it was written (its hash does not match)")
+        for anchor in by_row.get(row["id"], ()):
+            if anchor.row_hash != row["row_hash"]:
+                return ChainReport(count, row["id"], digest, row["id"],
+                                   f"row {row['id']} is not the row {anchor.label} signed: one of rows "
+                                   f"{held + 1} to {row['id']} was rewritten or replaced, and every later hash "
+                                   "and the head recomputed")
+        if row["id"] in by_row:
+            held = row["id"]
         digest = row["row_hash"]
         expected_id += 1
         count += 1
@@ -192,4 +224,11 @@ def verify_chain(session: Session, batch: int = 5000) -> ChainReport:
                                f"row {last + 1} is missing: the head says the log ends at row {head.last_id}")
         return ChainReport(count, last, digest, last,
                            f"the head (row {head.last_id}) does not match the last row {last}")
+    beyond = [a for a in anchors if a.row_id > last]
+    if beyond:
+        furthest = max(beyond, key=lambda a: a.row_id)
+        return ChainReport(count, last, digest, last + 1,
+                           f"row {last + 1} is missing: {furthest.label} signed the log up to row "
+                           f"{furthest.row_id}, but it ends at row {last} (rows were deleted from the end "
+                           "and the head moved back onto the last row left)")
     return ChainReport(count, last, digest)

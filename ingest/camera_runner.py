@@ -6,6 +6,11 @@ hands the latest due frame of every camera to the detectors as ONE `FrameBatch` 
 and motion, then the detection stage of `ingest.detection`), turns what the readers saw into statuses
 (`detectors.camera_health`, all cameras at once), writes the changes to the registry and
 publishes `camera_offline` / `camera_online` events on `lookout:events`.
+
+The registry row is the status people see, so it must follow what the readers see even when the
+row changes behind the worker's back: a camera (re)assigned starts from the status its row
+shows (`HealthTracker.assume`), and every `status_refresh_seconds` the statuses the worker has
+settled are compared with the rows and written again where they differ.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import redis
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from config.database import utcnow
 from config.processes import trim_malloc
 from detectors.camera_health import HealthRules, HealthTracker
+from detectors.camera_rows import lookup
 from detectors.events import EVENTS_STREAM, Event
 from detectors.frames import FrameBatch
 from detectors.rules import CameraRules
@@ -32,7 +38,8 @@ from detectors.video_quality import QualityMonitor, QualityReport
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.detection import DetectionStage
-from ingest.fields import StreamUrl
+from ingest.fields import StreamUrl, has_control_characters
+from ingest.media_paths import MediaFolders
 from ingest.rules_spec import stored_spec
 from ingest.segments import SegmentWriter, enforce_retention
 from ingest.stream_figures import FigurePublisher
@@ -67,6 +74,9 @@ class StreamSettings:
     segment_max_age: float = 72 * 3600.0
     segment_max_bytes: int = 50 * 2**30
     figures_interval: float = 5.0  # seconds between publications of the stream figures
+    # where `file:` streams may read from (`ingest.media_paths`); none: `file:` streams are refused
+    media_dirs: tuple[Path, ...] = ()
+    status_refresh_seconds: float = SEEN_REFRESH_SECONDS  # last_seen_at, and statuses re-asserted
 
 
 class CameraRunner:
@@ -98,19 +108,24 @@ class CameraRunner:
         self._figures_published = 0.0
         self.segments: dict[int, SegmentWriter] = {}
         self._retention_run = 0.0
+        self.media = MediaFolders(settings.media_dirs)
 
     # -- lease hooks ----------------------------------------------------------------------
     def assign(self, camera_ids: set[int]) -> None:
         with self.sessions() as session:
             rows = session.execute(
                 select(Camera.id, Camera.main_stream_url, Camera.sub_stream_url, Camera.credentials_sealed,
-                       Camera.detection_rules)
+                       Camera.detection_rules, Camera.status)
                 .where(Camera.id.in_(list(camera_ids)))
             ).all()
         if self.detection is not None:
             self.detection.rules.update_rules({camera_id: self._rules_of(camera_id, stored)
-                                               for camera_id, *_, stored in rows})
-        for camera_id, main, sub, sealed, _ in rows:
+                                               for camera_id, _, _, _, stored, _ in rows})
+        # the status each row shows now is where its camera starts: the row may be new under an
+        # id this worker has seen before, or rewritten since this worker last wrote it
+        self.health.assume(np.array([r[0] for r in rows], np.int64), np.array([r[5] for r in rows], object),
+                           time.monotonic())
+        for camera_id, main, sub, sealed, _, _ in rows:
             public = sub or main  # the sub stream is enough for analysis and far cheaper
             if not public:
                 self.failures[camera_id] = "no stream URL"
@@ -124,6 +139,12 @@ class CameraRunner:
             except Exception as exc:
                 self.failures[camera_id] = str(exc)
                 continue
+            if creds is not None and (has_control_characters(creds.username)
+                                      or has_control_characters(creds.password)):
+                # stored before the API refused them: a CR LF in a username becomes a header
+                # line of the Digest answer, so they are never sent
+                self.failures[camera_id] = "stored credentials hold control characters: set them again"
+                continue
             on_packet = None
             if self.settings.segment_dir is not None:
                 writer = self.segments[camera_id] = SegmentWriter(
@@ -132,7 +153,7 @@ class CameraRunner:
             reader = self.reader_factory(
                 camera_id, join_userinfo(public, creds), public_url=public, size=self.settings.size,
                 interval=self.settings.interval, read_timeout=self.settings.read_timeout,
-                open_timeout=self.settings.open_timeout, on_packet=on_packet,
+                open_timeout=self.settings.open_timeout, on_packet=on_packet, media_dirs=self.media.folders,
             )
             self.readers[camera_id] = reader
             self.errors_seen[camera_id] = 0
@@ -226,18 +247,21 @@ class CameraRunner:
             return
         silence = np.full(len(ids), np.inf)  # a camera without a reader has never sent anything
         errors = np.zeros(len(ids), np.int64)
+        heard = np.ones(len(ids), bool)
         for i, c in enumerate(ids.tolist()):  # one pass over the reader objects
             reader = self.readers.get(c)
             if reader is not None:
                 silence[i] = reader.silent_for(now)
+                heard[i] = reader.stats.last_packet_at is not None
                 errors[i] = reader.stats.decode_errors - self.errors_seen[c]
                 self.errors_seen[c] = reader.stats.decode_errors
-        changed, old, new = self.health.observe(ids, silence, errors, now)
+        changed, old, new = self.health.observe(ids, silence, errors, now, heard)
         if len(changed):
             self._record(changed.tolist(), old.tolist(), new.tolist())
-        if now - self._seen_refreshed > SEEN_REFRESH_SECONDS:
-            self._refresh_seen(ids[silence < self.health.rules.offline_after].tolist())
-            self._seen_refreshed = now
+        if now - self._seen_refreshed > self.settings.status_refresh_seconds:
+            self._seen_refreshed = now  # before the writes: a database error waits for the next round
+            self._refresh_seen(ids[heard & (silence < self.health.rules.offline_after)].tolist())
+            self._reassert()
 
     def _error_of(self, camera_id: int) -> str | None:
         if camera_id in self.failures:
@@ -245,21 +269,60 @@ class CameraRunner:
         reader = self.readers.get(camera_id)
         return None if reader is None else reader.stats.last_error
 
-    def _record(self, ids: list[int], old: list[str], new: list[str]) -> None:
-        stamp, wall = utcnow(), time.time()
+    def _write(self, ids: list[int], statuses: list[str]) -> list[dict[str, object]]:
+        """Write these statuses (and the error behind each one that is not online); the rows."""
+        stamp = utcnow()
         rows = []
-        for camera_id, status in zip(ids, new):
+        for camera_id, status in zip(ids, statuses):
             error = None if status == "online" else (self._error_of(camera_id) or "no video received")
-            row = {"id": camera_id, "status": status, "last_error": error}
+            row: dict[str, object] = {"id": camera_id, "status": status, "last_error": error}
             if status == "online":
                 row["last_seen_at"] = stamp
             rows.append(row)
+        table = Camera.__table__
         with self.sessions() as session:
-            for keys in ({"id", "status", "last_error", "last_seen_at"}, {"id", "status", "last_error"}):
-                group = [r for r in rows if set(r) == keys]
-                if group:
-                    session.execute(update(Camera), group)
+            for seen in (True, False):
+                group = [{"camera": r["id"], "new_status": r["status"], "error": r["last_error"],
+                          "seen": r.get("last_seen_at")} for r in rows if ("last_seen_at" in r) == seen]
+                if not group:
+                    continue
+                # Core, not the ORM's bulk update by primary key: that one raises StaleDataError
+                # when one camera of the batch was deleted meanwhile, and the rollback took the
+                # statuses of all the others with it (the tracker had already moved on)
+                values = {"status": bindparam("new_status"), "last_error": bindparam("error")}
+                if seen:
+                    values["last_seen_at"] = bindparam("seen")
+                session.execute(table.update().where(table.c.id == bindparam("camera")).values(**values), group)
             session.commit()
+        return rows
+
+    def _reassert(self) -> None:
+        """Write again every settled status its registry row no longer shows (the row was
+        rewritten, recreated under the same id, or an earlier write was lost); no events: the
+        change itself was announced when it happened."""
+        ids, statuses = self.health.known()
+        if not len(ids):
+            return
+        with self.sessions() as session:
+            stored = session.execute(select(Camera.id, Camera.status).where(Camera.id.in_(ids.tolist()))).all()
+        if not stored:
+            return
+        stored_ids = np.array([r[0] for r in stored], np.int64)
+        stored_status = np.array([r[1] for r in stored], object).astype(str)
+        rows = lookup(stored_ids, ids)  # row of each settled camera, -1: deleted meanwhile
+        found = rows >= 0
+        stale = found.copy()
+        stale[found] = stored_status[rows[found]] != statuses[found]
+        if not stale.any():
+            return
+        self._write(ids[stale].tolist(), statuses[stale].tolist())
+        log.warning("camera_status_reasserted", extra={
+            "cameras": int(stale.sum()), "sample": ids[stale][:5].tolist(),
+            "was": stored_status[rows[stale]][:5].tolist(), "now": statuses[stale][:5].tolist()})
+
+    def _record(self, ids: list[int], old: list[str], new: list[str]) -> None:
+        wall = time.time()
+        rows = self._write(ids, new)
         events = []
         for row, before in zip(rows, old):
             kind = {"online": "camera_online", "offline": "camera_offline"}.get(row["status"])

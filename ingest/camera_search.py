@@ -37,7 +37,7 @@ def text_match(session: Session, needle: str) -> Any:
         clauses += [Camera.name.contains(needle, autoescape=True), Camera.address.contains(needle, autoescape=True)]
     else:
         clauses += [Camera.name.icontains(needle, autoescape=True), Camera.address.icontains(needle, autoescape=True)]
-    if needle.isdigit() and len(needle) <= 20:
+    if needle.isascii() and needle.isdigit() and len(needle) <= 20:
         clauses.append(and_(Camera.device_id >= needle, Camera.device_id < needle + "\x7f"))
     return or_(*clauses)
 

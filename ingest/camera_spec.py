@@ -6,7 +6,9 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from ingest.fields import DbId, DeviceId, Host, Latitude, Longitude, Name, Port, ShortText, StreamUrl, Tag, Text
+from ingest.fields import (
+    CameraUsername, DbId, DeviceId, Host, Latitude, Longitude, Name, Port, ShortText, StreamUrl, Tag, Text,
+)
 
 Tags = Annotated[list[Tag], Field(max_length=32)]
 Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
@@ -31,7 +33,7 @@ class CameraSpec(BaseModel):
     device_id: DeviceId | None = Field(None, description="20-digit GB/T 28181 device id")
     tags: Tags = Field(default_factory=list)
     enabled: bool = True
-    username: Annotated[str, Field(max_length=128)] | None = Field(None, description="write-only")
+    username: CameraUsername | None = Field(None, description="write-only")
     password: Password | None = Field(None, description="write-only")
 
     @model_validator(mode="after")
@@ -60,7 +62,7 @@ class CameraPatch(BaseModel):
     device_id: DeviceId | None = None
     tags: Tags | None = None
     enabled: bool | None = None
-    username: Annotated[str, Field(max_length=128)] | None = None
+    username: CameraUsername | None = None
     password: Password | None = None
     clear_credentials: bool = Field(False, description="remove the stored credentials")
 

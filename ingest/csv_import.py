@@ -1,37 +1,62 @@
 """Bulk import of cameras from CSV, as technicians export them from spreadsheets.
 
 - Encoding: UTF-8 with or without BOM, or GBK/GB18030 (Chinese Excel's default), detected
-  by trying a strict UTF-8 decode first: GBK text of any length is essentially never valid UTF-8.
+  by trying a strict UTF-8 decode of the whole file first: GBK text of any length is
+  essentially never valid UTF-8.
 - Columns: see `COLUMNS` (English names or the Chinese headers in the template). Unknown
   columns stop the import before anything is written, so a typo never drops a field silently.
+- Scope: a row may only name a unit inside the importer's scope, and its upsert only ever
+  matches cameras inside that scope. A `device_id` that another camera outside the scope
+  holds is the row error "device_id not available", in dry runs too, naming nothing else:
+  no import moves a camera out of a subtree its importer does not hold.
 - Upsert: a row with a `device_id` updates the camera with that id; otherwise the camera
   with the same (unit, name). Empty cells clear optional fields, except the credentials
-  cells: empty ones keep the stored credentials. Columns missing from the file leave
-  their fields as they are.
-- Bad rows: each is reported with its line number and reason; every good row is stored,
-  in one transaction, with bulk statements (no per-row round trip).
+  cells: empty ones keep the stored credentials, unless the row moves a stream URL or the
+  ONVIF endpoint to another host or port (then they are dropped, and the row gets a notice).
+  Columns missing from the file leave their fields as they are.
+- Size: the file is read twice as a stream, never whole: a first pass detects the encoding,
+  checks the header and the CSV structure and counts the rows against `max_rows`, so that a
+  file-level problem stops the import before anything is written; the second validates and
+  writes. Memory stays bounded by one batch, plus ~24 bytes per row for finding rows that
+  repeat a device id or name.
+- Writes: batch by batch, each batch in its own short transaction (cameras, tags, search
+  rows, its error rows, then its audit rows, which take the audit chain's head lock last),
+  sized so that a batch's write stays near `WRITE_BUDGET_SECONDS`: alert actions and other
+  writers wait at most about that long. Rows already written stay when a later batch fails.
+- Bad rows: each is reported with its line number and reason; the report holds the first
+  `errors_shown`, the table `camera_import_rows` (ingest.camera_imports) holds every one.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import io
+import logging
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config.database import utcnow
-from config.errors import InvalidInput
+from config.errors import InvalidInput, LookoutError
 from ingest import audit, camera_search
+from ingest.camera_imports import CLI_SCOPE, MESSAGE_MAX, CameraImport, CameraImportRow, purge
 from ingest.camera_spec import CameraSpec
-from ingest.camera_store import CameraRegistry
+from ingest.camera_store import DEVICE_ID_TAKEN, ENDPOINT_FIELDS, CameraRegistry, credentials_after, endpoints_of
 from ingest.cameras import Camera, CameraTag
 from ingest.credentials import Credentials
 from ingest.units import Unit, in_scope
+
+log = logging.getLogger("lookout.import")
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "name": ("名称", "点位名称"),
@@ -54,12 +79,26 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 REQUIRED = ("name", "network", "unit_code")
 TRUE = {"1", "true", "yes", "y", "是", "启用"}
 FALSE = {"0", "false", "no", "n", "否", "停用"}
-CHUNK = 2000
 DATA_FIELDS = (
     "name", "network", "unit_id", "owner", "latitude", "longitude", "address", "main_stream_url",
     "sub_stream_url", "onvif_host", "onvif_port", "device_id", "enabled",
 )
+READ_BYTES = 1 << 20
+MAX_LINE_CHARS = 1 << 20  # no camera row is near this; a file without line breaks stops here
+FIRST_BATCH_ROWS = 500
+MIN_BATCH_ROWS, MAX_BATCH_ROWS = 50, 5000
+#: Seconds one batch's write transaction aims at: the longest an alert action waits for it.
+WRITE_BUDGET_SECONDS = 0.08
+FEED_EVERY_SECONDS = 10.0  # how often a long import tells the workers to re-read the registry
+RETRIES = 3  # a batch whose insert races another writer's is resolved again this many times
 Progress = Callable[[str, int, int], None]
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class ImportTooLarge(LookoutError):
+    """The file holds more rows (or bytes) than one import may (413), found before anything is written."""
+
+    status = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +115,10 @@ class ImportReport:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[RowError] = field(default_factory=list)
-
-
-def decode(data: bytes) -> tuple[str, str]:
-    """(text, encoding name) for UTF-8 (BOM or not) or GBK/GB18030 bytes."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8", errors="strict"), "utf-8-sig"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("gb18030"), "gbk"
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InvalidInput(f"file is neither UTF-8 nor GBK (undecodable bytes on line {line})", field="file") from None
+    credentials_dropped: int = 0
+    errors_total: int = 0
+    errors: list[RowError] = field(default_factory=list)  # the first `errors_shown` of them
+    import_id: int | None = None
 
 
 def template() -> str:
@@ -106,6 +133,66 @@ def template() -> str:
         "33010200001320000001", "admin", "change-me", "广场;人员密集", "true",
     ])
     return out.getvalue()
+
+
+# -- reading the file as a stream --------------------------------------------------------------------
+
+class _Undecodable(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _text_chunks(source: IO[bytes], encoding: str) -> Iterator[str]:
+    """The file decoded incrementally, `READ_BYTES` at a time; `_Undecodable(line)` on bad bytes."""
+    source.seek(0)
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    newlines = 0
+    while True:
+        chunk = source.read(READ_BYTES)
+        final = not chunk
+        try:
+            piece = decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            raise _Undecodable(newlines + chunk[: max(0, exc.start)].count(b"\n") + 1) from None
+        newlines += chunk.count(b"\n")
+        if piece:
+            yield piece
+        if final:
+            return
+
+
+def _lines(chunks: Iterable[str]) -> Iterator[str]:
+    """Lines with their endings (\\r\\n, \\r or \\n, as `newline=""` gives them to csv)."""
+    pending, number = "", 1
+    for piece in chunks:
+        pending += piece
+        end = len(pending) - 1 if pending.endswith("\r") else len(pending)  # maybe half of \r\n
+        start = 0
+        for match in _EOL.finditer(pending, 0, end):
+            yield pending[start:match.end()]
+            start = match.end()
+            number += 1
+        pending = pending[start:]
+        if len(pending) > MAX_LINE_CHARS:
+            raise InvalidInput(f"line {number}: longer than {MAX_LINE_CHARS} characters; nothing was imported",
+                               field="file")
+    if pending:
+        yield pending
+
+
+def _records(source: IO[bytes], encoding: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number where the row starts, cells), skipping blank lines."""
+    reader = csv.reader(_lines(_text_chunks(source, encoding)))
+    start = 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                yield start, cells
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise InvalidInput(f"line {reader.line_num}: unreadable CSV ({exc}); nothing was imported",
+                           field="file") from None
 
 
 def _header(names: list[str]) -> dict[str, int]:
@@ -130,17 +217,38 @@ def _header(names: list[str]) -> dict[str, int]:
     return positions
 
 
-def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number where the row starts, cells), skipping blank lines."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    start = 1
-    try:
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                yield start, cells
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise InvalidInput(f"line {reader.line_num}: unreadable CSV ({exc}); nothing was imported", field="file") from None
+def _scan(source: IO[bytes], encoding: str, max_rows: int | None) -> tuple[dict[str, int], int]:
+    """First pass: the header's columns and the number of data rows; raises on anything that
+    must stop the import before a row is written."""
+    records = _records(source, encoding)
+    first = next(records, None)
+    if first is None:
+        raise InvalidInput("the file is empty", field="file")
+    positions = _header(first[1])
+    rows = 0
+    for _ in records:
+        rows += 1
+        if max_rows is not None and rows > max_rows:
+            raise ImportTooLarge(f"the file has more than {max_rows} rows, the most one import may hold "
+                              "(security.import_max_rows); split it, nothing was imported", field="file",
+                              limit=max_rows)
+    return positions, rows
+
+
+def scan(source: IO[bytes], max_rows: int | None = None) -> tuple[str, dict[str, int], int]:
+    """(encoding name, header columns, data rows) of a CSV file, read as a stream."""
+    source.seek(0)
+    if source.read(3) == b"\xef\xbb\xbf":
+        tries = [("utf-8-sig", "utf-8-sig")]
+    else:
+        tries = [("utf-8", "utf-8"), ("gb18030", "gbk")]
+    for codec, name in tries:
+        try:
+            positions, rows = _scan(source, codec, max_rows)
+            return name, positions, rows
+        except _Undecodable as exc:
+            line = exc.line
+    raise InvalidInput(f"file is neither UTF-8 nor GBK (undecodable bytes on line {line})", field="file")
 
 
 def _describe(error: ValidationError) -> str:
@@ -151,109 +259,206 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# -- keys seen earlier in the file -----------------------------------------------------------------
+
+class _SeenKeys:
+    """Device ids and (unit, name) keys of the rows accepted so far, with their lines.
+
+    Kept as 64-bit hashes in sorted numpy runs (merged as they grow, so there are only
+    log(n) of them): 12 bytes a key, where a dict of strings costs ~150. A hash collision
+    (about one in 10^7 for a million-row file) reports a false duplicate, never a lost one."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    @staticmethod
+    def digest(key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        """The line each hash was first seen on, 0 where it was not."""
+        found = np.zeros(len(hashes), np.int64)
+        for keys, lines in self.runs:
+            at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+            hit = (keys[at] == hashes) & (found == 0)
+            found[hit] = lines[at[hit]]
+        return found
+
+    def add(self, hashes: np.ndarray, lines: np.ndarray) -> None:
+        if not len(hashes):
+            return
+        order = np.argsort(hashes, kind="stable")
+        self.runs.append((hashes[order], lines[order].astype(np.int64)))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            newer, older = self.runs.pop(), self.runs.pop()
+            keys, lines = np.concatenate([older[0], newer[0]]), np.concatenate([older[1], newer[1]])
+            order = np.argsort(keys, kind="stable")
+            self.runs.append((keys[order], lines[order]))
+
+
+# -- one import ------------------------------------------------------------------------------------
+
 @dataclass(slots=True)
 class _Planned:
     line: int
     values: dict[str, Any]
     tags: list[str] | None  # None: no tags column, keep the stored tags
-    credentials: Credentials | None
-    target: int | None  # existing camera id to update, or None to create
+    credentials: Credentials | None  # explicit cells, or taken from the URLs
+    target: int | None = None  # existing camera id to update, or None to create
+    keys: tuple[int, ...] = ()  # hashes for _SeenKeys
+
+
+@dataclass(slots=True)
+class _Batch:
+    plans: list[_Planned] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    notices: list[RowError] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
 
 
 class CameraImporter:
-    """One import run: parse, validate and resolve every row, then write the good ones."""
+    """One import run: scan the file, then validate, resolve and write it batch by batch."""
 
     def __init__(self, registry: CameraRegistry, session: Session, scope: str | None, actor: str,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, *, max_rows: int | None = None, errors_shown: int = 100,
+                 keep_days: int | None = None) -> None:
         self.registry = registry
         self.session = session
         self.scope = scope  # None: the local CLI, which may write anywhere
         self.actor = actor
         self.progress = progress or (lambda phase, done, total: None)
+        self.max_rows = max_rows
+        self.errors_shown = errors_shown
+        self.keep_days = keep_days
         self.labels = {label: code for code, label in registry.networks.items()}
+        self.batch_rows = FIRST_BATCH_ROWS
+        self.locked_seconds = 0.0  # how long the last batch held the write transaction
+        self.seen = _SeenKeys()
+        self.fields: set[str] = set()
+        self.positions: dict[str, int] = {}
+        self._units: dict[str, tuple[int, str]] = {}
+        self._published = time.monotonic()
+        self._unpublished = False
 
-    def run(self, data: bytes, dry_run: bool = False) -> ImportReport:
-        text, encoding = decode(data)
-        report = ImportReport(encoding=encoding, dry_run=dry_run)
-        rows = _rows(text)
-        first = next(rows, None)
-        if first is None:
-            raise InvalidInput("the file is empty", field="file")
-        positions = _header(first[1])
-        self.fields = {"unit_id", *(f for f in DATA_FIELDS if f in positions)}
-        body = list(rows)
-        report.rows = len(body)
-        plans = self._plan(body, positions, report)
-        if not dry_run:
-            self._write(plans, report)
-        else:
-            for plan in plans:
-                if plan.target is None:
-                    report.created += 1
-                else:
-                    report.updated += 1
-        report.errors.sort(key=lambda e: e.line)
+    def run(self, data: bytes | IO[bytes], dry_run: bool = False) -> ImportReport:
+        """Import `data` (bytes, or a seekable binary file such as an upload's spool file)."""
+        source: IO[bytes] = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+        encoding, self.positions, total = scan(source, self.max_rows)
+        codec = {"gbk": "gb18030"}.get(encoding, encoding)
+        self.fields = {"unit_id", *(f for f in DATA_FIELDS if f in self.positions)}
+        if self.keep_days is not None:
+            purge(self.session, self.keep_days)
+        self._units = {code: (uid, path) for uid, code, path in
+                       self.session.execute(select(Unit.id, Unit.code, Unit.path))}
+        run = CameraImport(actor=self.actor, scope=self.scope if self.scope is not None else CLI_SCOPE,
+                           dry_run=dry_run, state="running", encoding=encoding, rows=total, created=0, updated=0,
+                           unchanged=0, credentials_dropped=0, errors=0, started_at=utcnow())
+        self.session.add(run)
+        self.session.commit()
+        report = ImportReport(encoding=encoding, dry_run=dry_run, rows=total, import_id=run.id)
+        log.info("camera_import_started", extra={"import_id": run.id, "actor": self.actor, "rows": total,
+                                                 "encoding": encoding, "dry_run": dry_run})
+        try:
+            records = _records(source, codec)
+            next(records)  # the header, checked by the scan
+            done = 0
+            while True:
+                chunk = [record for _, record in zip(range(self.batch_rows), records)]
+                if not chunk:
+                    break
+                self._batch(chunk, report, dry_run)
+                done += len(chunk)
+                self.progress("validate", done, total)
+                self.progress("write", done, total)
+                self._publish(report, final=False)
+        except BaseException as exc:
+            self.session.rollback()
+            try:  # the batches written so far stay; the record says where it stopped
+                self._finish(report, "failed", f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
+            except Exception:  # the database itself may be what failed: keep the first error
+                self.session.rollback()
+                log.exception("camera_import_record_failed", extra={"import_id": report.import_id})
+            self._publish(report, final=True)
+            raise
+        self._finish(report, "done", None)
+        self._publish(report, final=True)
         return report
 
-    # -- validation and key resolution -----------------------------------------------------
-    def _units(self) -> dict[str, tuple[int, str]]:
-        return {code: (uid, path) for uid, code, path in self.session.execute(select(Unit.id, Unit.code, Unit.path))}
+    def _finish(self, report: ImportReport, state: str, detail: str | None) -> None:
+        self.session.execute(update(CameraImport).where(CameraImport.id == report.import_id).values(
+            state=state, detail=detail, created=report.created, updated=report.updated, unchanged=report.unchanged,
+            credentials_dropped=report.credentials_dropped, errors=report.errors_total, finished_at=utcnow()))
+        if not report.dry_run and state == "done":
+            if self.session.get_bind().dialect.name == "sqlite" and (report.created or report.updated):
+                # fresh planner statistics after a bulk load, from a sample: a full ANALYZE of a
+                # million cameras holds the write lock for over a second
+                self.session.execute(text("PRAGMA analysis_limit = 1000"))
+                self.session.execute(text("ANALYZE"))
+            audit.record(self.session, self.actor, "camera.import", "camera", None, None, None, {
+                "import_id": report.import_id, "rows": report.rows, "created": report.created,
+                "updated": report.updated, "unchanged": report.unchanged, "errors": report.errors_total,
+                "credentials_dropped": report.credentials_dropped, "encoding": report.encoding})
+        self.session.commit()
+        log.info("camera_import_finished", extra={
+            "import_id": report.import_id, "state": state, "cameras_created": report.created,
+            "cameras_updated": report.updated, "cameras_unchanged": report.unchanged,
+            "row_errors": report.errors_total})
 
-    def _cell_dict(self, cells: list[str], positions: Mapping[str, int]) -> dict[str, str]:
-        return {key: cells[i].strip() if i < len(cells) else "" for key, i in positions.items()}
+    def _publish(self, report: ImportReport, final: bool) -> None:
+        """Tell the workers to re-read the registry: at the end, and every `FEED_EVERY_SECONDS`
+        of a long import (not per batch: each `bulk` makes every worker re-read everything)."""
+        if report.dry_run or not self._unpublished:
+            return
+        if final or time.monotonic() - self._published >= FEED_EVERY_SECONDS:
+            self.registry.feed.publish("bulk")
+            self._published, self._unpublished = time.monotonic(), False
 
-    def _plan(self, body: list[tuple[int, list[str]]], positions: Mapping[str, int], report: ImportReport) -> list[_Planned]:
-        units = self._units()
-        existing = self.session.execute(select(Camera.id, Camera.device_id, Camera.unit_id, Camera.name)).all()
-        by_device = {dev: cid for cid, dev, _, _ in existing if dev}
-        by_name = {(uid, name): cid for cid, _, uid, name in existing}
-        device_of = {cid: dev for cid, dev, _, _ in existing}
-        seen_device: dict[str, int] = {}
-        seen_name: dict[tuple[int, str], int] = {}
-        plans: list[_Planned] = []
-        for done, (line, cells) in enumerate(body, 1):
-            if done % CHUNK == 0:
-                self.progress("validate", done, len(body))
+    # -- one batch -------------------------------------------------------------------------------
+    def _batch(self, chunk: list[tuple[int, list[str]]], report: ImportReport, dry_run: bool) -> None:
+        validated: list[_Planned] = []
+        invalid: list[RowError] = []
+        for line, cells in chunk:
             try:
-                plan = self._plan_row(line, self._cell_dict(cells, positions), units, cells, positions)
+                validated.append(self._plan_row(line, cells))
             except ValueError as exc:
-                report.errors.append(RowError(line, str(exc)))
-                continue
-            values = plan.values
-            dev, key = values.get("device_id"), (values["unit_id"], values["name"])
-            if dev and dev in seen_device:
-                report.errors.append(RowError(line, f"device_id {dev} already used on line {seen_device[dev]}"))
-                continue
-            if key in seen_name:
-                report.errors.append(RowError(line, f"name {key[1]!r} already used in this unit on line {seen_name[key]}"))
-                continue
-            target = by_device.get(dev) if dev else None
-            named = by_name.get(key)
-            if target is None and named is not None:
-                if dev and device_of.get(named) and device_of[named] != dev:
-                    report.errors.append(RowError(
-                        line, f"name {key[1]!r} is taken in this unit by camera {named} (device_id {device_of[named]})"))
-                    continue
-                target = named
-            elif target is not None and named not in (None, target):
-                report.errors.append(RowError(line, f"name {key[1]!r} is taken in this unit by camera {named}"))
-                continue
-            if dev:
-                seen_device[dev] = line
-            seen_name[key] = line
-            plan.target = target
-            plans.append(plan)
-        self.progress("validate", len(body), len(body))
-        return plans
+                invalid.append(RowError(line, str(exc)))
+        for attempt in range(1, RETRIES + 1):
+            batch = _Batch(errors=list(invalid))
+            self._resolve(validated, batch)
+            batch.errors.sort(key=lambda e: e.line)
+            try:
+                self._write(batch, report, dry_run)
+                break
+            except IntegrityError:  # another writer took a name or device id since we looked
+                self.session.rollback()
+                if attempt == RETRIES:
+                    raise
+        if not dry_run and batch.plans:  # the next batch sized so that its locked part fits the budget
+            wanted = int(len(chunk) * WRITE_BUDGET_SECONDS / max(self.locked_seconds, 1e-3))
+            self.batch_rows = max(MIN_BATCH_ROWS, min(MAX_BATCH_ROWS, wanted, 2 * len(chunk)))
+        keys = [(k, p.line) for p in batch.plans for k in p.keys]
+        if keys:
+            self.seen.add(np.array([k for k, _ in keys], np.uint64), np.array([n for _, n in keys], np.int64))
+        report.created += batch.created
+        report.updated += batch.updated
+        report.unchanged += batch.unchanged
+        report.errors_total += len(batch.errors)
+        report.credentials_dropped += len(batch.notices)
+        room = self.errors_shown - len(report.errors)
+        if room > 0:
+            report.errors.extend(batch.errors[:room])
 
-    def _plan_row(self, line: int, row: dict[str, str], units: Mapping[str, tuple[int, str]],
-                  cells: list[str], positions: Mapping[str, int]) -> _Planned:
+    def _plan_row(self, line: int, cells: list[str]) -> _Planned:
+        positions = self.positions
         if len(cells) > len(positions) and any(c.strip() for c in cells[max(positions.values()) + 1:]):
             raise ValueError("more cells than columns in the header")
+        row = {key: cells[i].strip() if i < len(cells) else "" for key, i in positions.items()}
         code = row.get("unit_code", "")
-        if code not in units:
+        if code not in self._units:
             raise ValueError(f"unit_code: unknown unit {code!r}" if code else "unit_code: missing")
-        unit_id, path = units[code]
+        unit_id, path = self._units[code]
         if self.scope is not None and not in_scope(path, self.scope):
             raise ValueError(f"unit_code: unit {code} is outside your scope")
         network = row.get("network", "")
@@ -278,79 +483,188 @@ class CameraImporter:
         explicit = None
         if spec.username is not None or spec.password is not None:
             explicit = Credentials(spec.username or "", spec.password.get_secret_value() if spec.password else "")
+        given = self.registry.take_credentials(values, explicit)  # URLs lose theirs here, before anything else
         tags = sorted(set(spec.tags)) if "tags" in positions else None
-        return _Planned(line, values, tags, explicit, None)
+        return _Planned(line, values, tags, given)
 
-    # -- writing -----------------------------------------------------------------------------
-    def _write(self, plans: list[_Planned], report: ImportReport) -> None:
-        session, now = self.session, utcnow()
-        creates = [p for p in plans if p.target is None]
-        updates = [p for p in plans if p.target is not None]
-        total, done = len(plans), 0
-        audit_rows: list[dict[str, Any]] = []
-        camera_search.pause_row_triggers(session)
-        for chunk in _chunks(creates):
-            rows = []
-            for plan in chunk:
-                values = dict(plan.values)
-                values["credentials_sealed"] = self.registry.seal(self.registry.take_credentials(values, plan.credentials))
-                values.update(status="unknown", created_at=now, updated_at=now)
-                rows.append(values)
-            ids = self._insert(rows)
-            camera_search.reindex(session, ids)
-            tag_rows = [{"camera_id": cid, "tag": t} for cid, plan in zip(ids, chunk) for t in plan.tags or ()]
-            if tag_rows:
-                session.connection().execute(CameraTag.__table__.insert(), tag_rows)
-            for cid, values, plan in zip(ids, rows, chunk):
-                after = {k: v for k, v in values.items() if k != "credentials_sealed"}
-                after.update(id=cid, tags=plan.tags or [], has_credentials=values["credentials_sealed"] is not None)
-                audit_rows.append(audit.audit_row(self.actor, "camera.import.create", "camera", cid, values["unit_id"], None, after))
-            report.created += len(chunk)
-            done += len(chunk)
-            self._flush_audit(audit_rows)
-            self.progress("write", done, total)
-        for chunk in _chunks(updates):
-            ids = [p.target for p in chunk]
-            current = {c.id: c for c in session.scalars(select(Camera).where(Camera.id.in_(ids)))}
-            changed_rows, tag_sets = [], {}
-            for plan in chunk:
-                camera = current[plan.target]  # type: ignore[index]
-                values = dict(plan.values)
-                wanted = self.registry.take_credentials(values, plan.credentials)
-                same_creds = wanted is None or self.registry.credentials(camera) == wanted
-                before = camera.public()
-                same_tags = plan.tags is None or before["tags"] == plan.tags
-                if all(before[k] == v for k, v in values.items()) and same_tags and same_creds:
-                    report.unchanged += 1
+    def _resolve(self, validated: list[_Planned], batch: _Batch) -> None:
+        """Each row's target: a camera of the caller's scope with its device id, or with its
+        (unit, name); a device id held outside the scope is refused without saying where."""
+        devices = sorted({p.values["device_id"] for p in validated if p.values.get("device_id")})
+        by_device: dict[str, tuple[int, str | None, bool]] = {}
+        for start in range(0, len(devices), 900):
+            for cid, dev, path in self.session.execute(
+                    select(Camera.id, Camera.device_id, Unit.path).join(Unit, Unit.id == Camera.unit_id)
+                    .where(Camera.device_id.in_(devices[start:start + 900]))):
+                by_device[dev] = (cid, dev, self.scope is None or in_scope(path, self.scope))
+        names = sorted({p.values["name"] for p in validated})
+        unit_ids = sorted({p.values["unit_id"] for p in validated})
+        by_name: dict[tuple[int, str], tuple[int, str | None]] = {}
+        for start in range(0, len(names), 900):
+            for cid, dev, uid, name in self.session.execute(
+                    select(Camera.id, Camera.device_id, Camera.unit_id, Camera.name)
+                    .where(Camera.name.in_(names[start:start + 900]), Camera.unit_id.in_(unit_ids))):
+                by_name[(uid, name)] = (cid, dev)
+        digest = _SeenKeys.digest
+        hashes = [(digest(f"d\0{p.values['device_id']}") if p.values.get("device_id") else 0,
+                   digest(f"n\0{p.values['unit_id']}\0{p.values['name']}")) for p in validated]
+        flat = np.array([h for pair in hashes for h in pair], np.uint64)
+        earlier = self.seen.lookup(flat).reshape(-1, 2) if len(flat) else np.zeros((0, 2), np.int64)
+        here: dict[int, int] = {}
+        self.session.rollback()  # end the read transaction: the write starts a fresh one
+        for plan, (dev_key, name_key), (dev_line, name_line) in zip(validated, hashes, earlier.tolist()):
+            values = plan.values
+            dev, key = values.get("device_id"), (values["unit_id"], values["name"])
+            dev_line = dev_line or (here.get(dev_key, 0) if dev else 0)
+            name_line = name_line or here.get(name_key, 0)
+            if dev and dev_line:
+                batch.errors.append(RowError(plan.line, f"device_id {dev} already used on line {dev_line}"))
+                continue
+            if name_line:
+                batch.errors.append(RowError(plan.line,
+                                             f"name {key[1]!r} already used in this unit on line {name_line}"))
+                continue
+            target = None
+            if dev and dev in by_device:
+                cid, _, mine = by_device[dev]
+                if not mine:
+                    batch.errors.append(RowError(plan.line, DEVICE_ID_TAKEN))
                     continue
-                values.update(id=camera.id, updated_at=now)
-                if not same_creds:
-                    values["credentials_sealed"] = self.registry.seal(wanted)
-                changed_rows.append(values)
-                if plan.tags is not None:
-                    tag_sets[camera.id] = plan.tags
-                after = dict(before, **{k: v for k, v in values.items() if k != "credentials_sealed"})
-                after["tags"] = before["tags"] if plan.tags is None else plan.tags
-                audit_rows.append(audit.audit_row(self.actor, "camera.import.update", "camera", camera.id, values["unit_id"], before, after))
-            if changed_rows:
-                session.execute(update(Camera), changed_rows)
-                camera_search.reindex(session, [row["id"] for row in changed_rows])
-            if tag_sets:
-                session.execute(delete(CameraTag).where(CameraTag.camera_id.in_(list(tag_sets))))
-                tag_rows = [{"camera_id": cid, "tag": t} for cid, tags in tag_sets.items() for t in tags]
-                if tag_rows:
-                    session.connection().execute(CameraTag.__table__.insert(), tag_rows)
-            report.updated += len(changed_rows)
-            done += len(chunk)
-            self._flush_audit(audit_rows)
-            self.progress("write", done, total)
-        camera_search.resume_row_triggers(session)
-        session.expire_all()
-        if session.get_bind().dialect.name == "sqlite" and (report.created or report.updated):
-            session.execute(text("ANALYZE"))  # fresh planner statistics after a bulk load
-        audit.record(self.session, self.actor, "camera.import", "camera", None, None, None, {
-            "rows": report.rows, "created": report.created, "updated": report.updated,
-            "unchanged": report.unchanged, "errors": len(report.errors), "encoding": report.encoding})
+                target = cid
+            named = by_name.get(key)
+            if target is None and named is not None:
+                if dev and named[1] and named[1] != dev:
+                    batch.errors.append(RowError(plan.line, f"name {key[1]!r} is taken in this unit by camera "
+                                                             f"{named[0]} (device_id {named[1]})"))
+                    continue
+                target = named[0]
+            elif target is not None and named is not None and named[0] != target:
+                batch.errors.append(RowError(plan.line, f"name {key[1]!r} is taken in this unit by camera {named[0]}"))
+                continue
+            plan.target = target
+            plan.keys = (dev_key, name_key) if dev else (name_key,)
+            if dev:
+                here[dev_key] = plan.line
+            here[name_key] = plan.line
+            batch.plans.append(plan)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _write(self, batch: _Batch, report: ImportReport, dry_run: bool) -> None:
+        """One transaction: everything computed first (sealing, audit snapshots), then the
+        statements, the audit rows last, so the head lock is held for the shortest time."""
+        session, now = self.session, utcnow()
+        creates = [p for p in batch.plans if p.target is None]
+        updates = [p for p in batch.plans if p.target is not None]
+        if dry_run:
+            batch.created, batch.updated = len(creates), len(updates)
+            self._write_problems(batch, report)
+            session.commit()
+            self.locked_seconds = 0.0
+            return
+        create_rows, created_audit = [], []
+        for plan in creates:
+            values = dict(plan.values)
+            creds = credentials_after(None, {}, values, plan.credentials)[0] if plan.credentials else None
+            values["credentials_sealed"] = self.registry.seal(creds)
+            values.update(status="unknown", created_at=now, updated_at=now)
+            create_rows.append(values)
+            after = {k: v for k, v in values.items() if k != "credentials_sealed"}
+            after.update(id=None, tags=plan.tags or [], has_credentials=creds is not None)
+            created_audit.append(audit.audit_row(self.actor, "camera.import.create", "camera", None,
+                                                 values["unit_id"], None, after))  # ids filled in below
+        current = {c.id: c for c in session.scalars(select(Camera).where(Camera.id.in_([p.target for p in updates])))} \
+            if updates else {}
+        changed_rows: list[dict[str, Any]] = []
+        tag_sets: dict[int, list[str]] = {}
+        audit_rows: list[dict[str, Any]] = []
+        for plan in updates:
+            camera = current[plan.target]  # type: ignore[index]
+            values = dict(plan.values)
+            before = camera.public()
+            sealed, creds_changed, dropped = self._credentials(camera, before, values, plan.credentials)
+            same_tags = plan.tags is None or before["tags"] == plan.tags
+            if all(before[k] == v for k, v in values.items()) and same_tags and not creds_changed:
+                batch.unchanged += 1
+                continue
+            values.update(id=camera.id, updated_at=now)
+            if creds_changed:
+                values["credentials_sealed"] = sealed
+            if dropped:
+                batch.notices.append(RowError(plan.line, "credentials dropped: the stream URL or ONVIF endpoint "
+                                                         "moved to another host or port; give them again"))
+            changed_rows.append(values)
+            if plan.tags is not None:
+                tag_sets[camera.id] = plan.tags
+            after = dict(before, **{k: v for k, v in values.items() if k != "credentials_sealed"})
+            after["tags"] = before["tags"] if plan.tags is None else plan.tags
+            after["has_credentials"] = values.get("credentials_sealed", camera.credentials_sealed) is not None
+            if dropped:
+                after["credentials_dropped"] = True
+            audit_rows.append(audit.audit_row(self.actor, "camera.import.update", "camera", camera.id,
+                                              values["unit_id"], before, after))
+        session.expunge_all()
+        locked = time.perf_counter()
+        if create_rows or changed_rows:
+            camera_search.pause_row_triggers(session)  # the first write: the transaction's lock starts here
+        if create_rows:
+            ids = self._insert(create_rows)
+            camera_search.reindex(session, ids)
+            tag_rows = [{"camera_id": cid, "tag": t} for cid, plan in zip(ids, creates) for t in plan.tags or ()]
+            if tag_rows:
+                session.execute(insert(CameraTag), tag_rows)
+            for cid, row in zip(ids, created_audit):
+                row["target_id"] = row["after"]["id"] = cid
+        if changed_rows:
+            session.execute(update(Camera), changed_rows)
+            camera_search.reindex(session, [row["id"] for row in changed_rows])
+        if tag_sets:
+            session.execute(delete(CameraTag).where(CameraTag.camera_id.in_(list(tag_sets))))
+            tag_rows = [{"camera_id": cid, "tag": t} for cid, tags in tag_sets.items() for t in tags]
+            if tag_rows:
+                session.execute(insert(CameraTag), tag_rows)
+        if create_rows or changed_rows:
+            camera_search.resume_row_triggers(session)
+        self._write_problems(batch, report)
+        entries = created_audit + audit_rows
+        stamp = utcnow()
+        for entry in entries:  # stamped when they join the chain, like every other writer's rows
+            entry["at"] = stamp
+        audit.record_many(session, entries)
+        session.commit()
+        self.locked_seconds = time.perf_counter() - locked
+        batch.created, batch.updated = len(create_rows), len(changed_rows)
+        if create_rows or changed_rows:
+            self._unpublished = True
+
+    def _credentials(self, camera: Camera, before: Mapping[str, Any], values: Mapping[str, Any],
+                     given: Credentials | None) -> tuple[str | None, bool, bool]:
+        """(sealed credentials to store, whether they change, whether the old ones were dropped)."""
+        was = {name: before[name] for name in ENDPOINT_FIELDS}
+        now = {**was, **{k: v for k, v in values.items() if k in ENDPOINT_FIELDS}}
+        try:
+            old = self.registry.credentials(camera)
+        except LookoutError:  # sealed under another key: kept as it is unless the camera moves or new ones come
+            if given is not None:
+                return self.registry.seal(credentials_after(None, was, now, given)[0]), True, False
+            moved = endpoints_of(now) != endpoints_of(was)
+            return (None, True, True) if moved else (camera.credentials_sealed, False, False)
+        if given is not None and old is not None and given == old and old.endpoints is not None:
+            kept, dropped = credentials_after(old, was, now, None)
+            if kept is not None and all(old.forms.get(url) == form for url, form in given.forms.items()):
+                return camera.credentials_sealed, False, False  # the same pair, for where it already belongs
+        result, dropped = credentials_after(old, was, now, given)
+        if result is None:
+            return None, old is not None, dropped
+        same_binding = old is not None and old.endpoints == result.endpoints and dict(old.forms) == dict(result.forms)
+        if given is None and same_binding:
+            return camera.credentials_sealed, False, False
+        return self.registry.seal(result), True, dropped
+
+    def _write_problems(self, batch: _Batch, report: ImportReport) -> None:
+        rows = [{"import_id": report.import_id, "line": e.line, "kind": kind, "message": e.message[:MESSAGE_MAX]}
+                for kind, items in (("error", batch.errors), ("notice", batch.notices)) for e in items]
+        if rows:
+            self.session.execute(insert(CameraImportRow), rows)
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
         """Insert with one executemany and return the new ids in row order.
@@ -368,12 +682,3 @@ class CameraImporter:
             )
         }
         return [found[(row["unit_id"], row["name"])] for row in rows]
-
-    def _flush_audit(self, rows: list[dict[str, Any]]) -> None:
-        audit.record_many(self.session, rows)
-        rows.clear()
-
-
-def _chunks(items: list[_Planned]) -> Iterable[list[_Planned]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from config.errors import ConfigError
+from config.private_files import private_dir, write_private
 from detectors.camera_rows import CameraRows, grow
 from detectors.detections import Detections
 from detectors.events import Event
@@ -182,10 +183,10 @@ class DetectionStage:
         day = time.strftime("%Y%m%d", time.localtime(event.at))
         relative = Path(str(event.camera_id)) / day / f"{event.event_id}.jpg"
         target = self.snapshot_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)  # 0700 folders, a 0600 file: what a camera saw is nobody else's
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if ok:
-            target.write_bytes(data.tobytes())
+            write_private(target, data.tobytes())
         else:
             log.warning("snapshot_failed", extra={"camera_id": event.camera_id, "event_id": event.event_id})
             return event

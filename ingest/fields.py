@@ -1,8 +1,17 @@
 """Validated field types shared by every input path (API bodies, query strings, CSV rows).
 
 One definition each, so a value the API refuses is refused the same way in a CSV import.
-Text fields reject control characters and unpaired surrogates: PostgreSQL cannot store NUL,
-and nothing a technician types needs a control character.
+
+- Single-line text (names, addresses, owners, tags, assignees, reasons, URLs) refuses every
+  control character: C0 (tab, CR and LF included: a CR LF in a stream URL became an injected
+  RTSP header line), DEL, C1, the Unicode line and paragraph separators, and the bidirectional
+  overrides and isolates that make a name read differently from what it is. PostgreSQL cannot
+  store NUL, and nothing a technician types on one line needs any of them.
+- `MultilineText` (a resolved alert's feedback) keeps line breaks (CR LF and CR become LF) and
+  tabs, and refuses every other control character.
+- Codes are ASCII digits only: `\d` would also take full-width and other scripts' digits, and
+  `３３０１…` would be a second unit next to `3301…`.
+- A `file:` URL is `file:///absolute/path` and nothing else (`ingest.media_paths`).
 """
 
 from __future__ import annotations
@@ -13,14 +22,24 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+from ingest.media_paths import file_url_path
+
+#: C0 (with tab, LF, CR), DEL, C1, line/paragraph separators, bidi embeddings/overrides/isolates
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: the same, less LF and tab: what multi-line text (pasted from documents and spreadsheets) may not
+#: hold once its line breaks are normalised
+_CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 DB_INT_MAX = 2**31 - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
 
 
-def _clean(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("control characters are not allowed")
+def has_control_characters(text: str) -> bool:
+    """Whether `text` holds a character no single-line field may hold (for values stored
+    before these rules, which the worker checks before it sends them anywhere)."""
+    return _CONTROL.search(text) is not None
+
+
+def _valid_unicode(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -28,13 +47,25 @@ def _clean(value: str) -> str:
     return value
 
 
+def _clean(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return _valid_unicode(value)
+
+
+def _clean_multiline(value: str) -> str:
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if _CONTROL_MULTILINE.search(value):
+        raise ValueError("control characters other than line breaks and tabs are not allowed")
+    return _valid_unicode(value)
+
+
 def _stream_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in STREAM_SCHEMES:
         raise ValueError(f"URL scheme must be one of {', '.join(STREAM_SCHEMES)}")
     if parts.scheme.lower() == "file":
-        if not parts.path:
-            raise ValueError("file: URL needs a path")
+        file_url_path(value)  # ValueError: why it is not file:///absolute/path
         return value
     if not parts.hostname:
         raise ValueError("URL needs a host")
@@ -67,10 +98,21 @@ StreamUrl = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), AfterValidator(_clean),
     AfterValidator(_stream_url),
 ]
+#: one line of free text up to 4000 characters: an alert's reason
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000), AfterValidator(_clean)
+]
+#: several lines of free text: a resolved alert's feedback
+MultilineText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=8000), AfterValidator(_clean_multiline)
+]
+#: a camera's username: sent in RTSP/HTTP Digest headers, where a CR LF forges a header line
+CameraUsername = Annotated[str, StringConstraints(max_length=128), AfterValidator(_clean)]
 Host = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), AfterValidator(_host)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 DbId = Annotated[int, Field(ge=1, le=DB_INT_MAX)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
-DeviceId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{20}$")]
-UnitCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{12}$")]
+# [0-9], not \d: both Python's and pydantic-core's \d take every script's digits
+DeviceId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{20}$")]
+UnitCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{12}$")]

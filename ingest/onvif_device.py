@@ -127,6 +127,12 @@ async def _session(address: DeviceAddress, timeout: float) -> AsyncIterator[ONVI
     except (aiohttp.ClientError, OSError) as exc:
         raise DeviceError(f"cannot reach ONVIF device {where}: {exc.__class__.__name__}: "
                           f"{str(exc)[:200]}", **context) from None
+    except (AttributeError, TypeError, ValueError, LookupError) as exc:
+        # zeep and onvif-zeep-async fail this way on a reply that is no SOAP at all (a JSON 404
+        # page, an HTML error page, an empty envelope): an HTTP service, but not an ONVIF device
+        log.info("onvif_unreadable_reply", extra={**context, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+        raise DeviceError(f"{where} did not answer as an ONVIF device (a reply that is not SOAP): "
+                          "not an ONVIF device, or a wrong port", **context) from None
     except ONVIFError as exc:
         text = str(exc)
         if _is_auth_refusal(text):

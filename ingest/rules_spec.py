@@ -20,7 +20,7 @@ from ingest.fields import Name
 DEFAULTS = CameraRules()
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Share, Share]
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")  # [0-9]: \d takes every script's digits
 
 
 class ZoneSpec(BaseModel):

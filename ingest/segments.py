@@ -23,6 +23,8 @@ from pathlib import Path
 
 import av
 
+from config.private_files import append_private, private_dir, private_file, write_private
+
 log = logging.getLogger("lookout.segments")
 INDEX = "index.jsonl"
 
@@ -42,8 +44,7 @@ class SegmentWriter:
 
     def __init__(self, camera_id: int, root: Path, segment_seconds: float = 10.0) -> None:
         self.camera_id = camera_id
-        self.folder = root / str(camera_id)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = private_dir(root / str(camera_id))  # 0700: a camera's video is nobody else's
         self.segment_seconds = segment_seconds
         self._current: _Open | None = None
         self._source: object | None = None  # the input stream of the current connection
@@ -132,7 +133,7 @@ class SegmentWriter:
 
     def _open(self, packet: av.Packet, pts: float) -> _Open:
         wall = self._wall(pts)
-        path = self.folder / f"{int(wall * 1000)}.ts"
+        path = private_file(self.folder / f"{int(wall * 1000)}.ts")  # 0600 before FFmpeg writes into it
         container = av.open(str(path), "w", format="mpegts")
         stream = container.add_stream_from_template(packet.stream)
         return _Open(container, stream, path, pts, pts)
@@ -159,7 +160,7 @@ class SegmentWriter:
             "bytes": current.path.stat().st_size if current.path.exists() else 0,
             "keyframes": current.keyframes,
         }
-        with (self.folder / INDEX).open("a") as index:
+        with append_private(self.folder / INDEX) as index:
             index.write(json.dumps(entry) + "\n")
 
 
@@ -197,7 +198,7 @@ def enforce_retention(root: Path, max_age_seconds: float, max_bytes: int, now: f
     for folder in touched:
         kept = read_index(folder)
         tmp = folder / (INDEX + ".tmp")
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
+        write_private(tmp, "".join(json.dumps(e) + "\n" for e in kept).encode())
         tmp.replace(folder / INDEX)
     if deleted:
         log.info("segments_retired", extra={"deleted": deleted, "bytes_left": total})

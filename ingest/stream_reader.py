@@ -12,6 +12,11 @@
   rate, so that a clip behaves like a camera.
 - Reconnects back off exponentially with jitter, capped at `max_backoff` (default 4 s) so
   that a camera that comes back streams again within 10 s.
+- Each scheme opens only its own FFmpeg protocols (`protocol_whitelist`): whatever a server
+  answers (a redirect, a playlist, an SDP), the reader speaks no protocol its URL did not name. A
+  `file:` source is opened as `file:<real path>` with the file protocol alone and the demuxers
+  of video files alone (no concat scripts, playlists or image sequences that name other files),
+  after `ingest.media_paths` has checked, at every open, that it lies inside the media folders.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 import av
 import numpy as np
 
 from detectors.frames import FrameBatch
+from ingest.media_paths import MediaFolders, MediaRefused, file_url_path
 
 log = logging.getLogger("lookout.stream")
 
@@ -69,12 +75,42 @@ class UnsupportedStream(Exception):
 SUPPORTED_CODECS = frozenset({"h264", "hevc"})
 
 
-def source_of(url: str) -> tuple[str, bool]:
-    """(what to give av.open, whether it is a looping file)."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        return url2pathname(parts.path), True
-    return url, False
+#: The FFmpeg protocols each scheme may use (FFmpeg's own names: the RTSP demuxer opens `tcp`,
+#: `udp` and `rtp` itself, `tls` under rtsps/https/rtmps; HTTP may redirect between http and https).
+PROTOCOLS = {
+    "rtsp": "rtsp,rtp,udp,tcp",
+    "rtsps": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "http": "http,https,tcp,tls",
+    "https": "http,https,tcp,tls",
+    "rtmp": "rtmp,tcp",
+    "rtmps": "rtmp,rtmps,tcp,tls",
+    "file": "file",
+}
+#: Demuxers a `file:` source may use: video containers and elementary streams, none that names
+#: other files (concat, hls, image2, ...).
+FILE_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,flv,avi,h264,hevc"
+
+
+def source_of(url: str, media: MediaFolders | None = None) -> tuple[str, dict[str, str], bool]:
+    """(what to give av.open, the options that fence it in, whether it is a looping file).
+
+    With `media`, a `file:` URL must name a plain file inside those folders (MediaRefused);
+    without (a reader made by hand, as the benches do), only the static rule applies."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in PROTOCOLS:
+        raise MediaRefused(f"unsupported URL scheme {scheme!r}")
+    options = {"protocol_whitelist": PROTOCOLS[scheme]}
+    if scheme != "file":
+        return url, options, False
+    if media is not None:
+        path = media.open_path(url)
+    else:
+        try:
+            path = file_url_path(url)
+        except ValueError as exc:
+            raise MediaRefused(str(exc)) from None
+    # `file:` in front: FFmpeg reads the rest as a path, never as another protocol's URL
+    return f"file:{path}", {**options, "format_whitelist": FILE_FORMATS}, True
 
 
 class StreamReader(threading.Thread):
@@ -91,6 +127,7 @@ class StreamReader(threading.Thread):
         max_backoff: float = 4.0,
         on_packet: Callable[[int, av.Packet], None] | None = None,
         public_url: str | None = None,
+        media_dirs: Iterable[Path] | None = None,
     ) -> None:
         super().__init__(name=f"reader-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -103,6 +140,8 @@ class StreamReader(threading.Thread):
         self.max_backoff = max_backoff
         self.on_packet = on_packet
         self.public_url = public_url or url  # what errors may show: never the credentials
+        # where `file:` sources may be (None: not checked here, the caller did — benches, tests)
+        self.media = None if media_dirs is None else MediaFolders(media_dirs)
         self.stats = StreamStats()
         self._latest: tuple[float, np.ndarray] | None = None
         self._lock = threading.Lock()
@@ -147,17 +186,16 @@ class StreamReader(threading.Thread):
             self._halt.wait(backoff * random.uniform(0.5, 1.0))
             backoff = min(self.max_backoff, backoff * 2)
 
-    def _open(self, source: str) -> av.container.InputContainer:
-        options: dict[str, str] = {}
+    def _open(self, source: str, options: dict[str, str]) -> av.container.InputContainer:
         if source.startswith("rtsp"):
             # FFmpeg's own socket timeout (µs): a frozen server keeps TCP open, and the RTSP
             # demuxer would otherwise wait on it far longer than PyAV's read timeout.
-            options = {"rtsp_transport": self.transport, "timeout": str(int(self.read_timeout * 1e6))}
+            options = {**options, "rtsp_transport": self.transport, "timeout": str(int(self.read_timeout * 1e6))}
         return av.open(source, options=options, timeout=(self.open_timeout, self.read_timeout))
 
     def _session(self) -> None:
-        source, is_file = source_of(self.url)
-        with self._open(source) as container:
+        source, options, is_file = source_of(self.url, self.media)  # checked again at every open
+        with self._open(source, options) as container:
             if not container.streams.video:
                 raise StreamEnded("no video stream")
             stream = container.streams.video[0]
@@ -246,6 +284,8 @@ class StreamReader(threading.Thread):
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, MediaRefused):
+        return str(exc)
     if isinstance(exc, av.error.HTTPUnauthorizedError) or "401" in str(exc):
         return "authentication failed (401)"
     if isinstance(exc, av.error.FileNotFoundError):

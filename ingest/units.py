@@ -15,7 +15,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from config.database import Base, UTCDateTime, utcnow
 from config.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-ADMIN_CODE = re.compile(r"^\d{12}$")
+#: ASCII digits only: `\d` takes every script's digits, and `３３０１…` (full-width) next to
+#: `3301…` would be two units that read the same; fullmatch, since `$` lets a final newline in
+ADMIN_CODE = re.compile(r"[0-9]{12}")
 
 
 class Unit(Base):
@@ -44,8 +46,8 @@ def subtree_ids(scope: str):  # type: ignore[no-untyped-def]
 
 
 def check_code(code: str) -> None:
-    if not ADMIN_CODE.match(code):
-        raise InvalidInput("unit code must be the 12-digit administrative code", field="code")
+    if not ADMIN_CODE.fullmatch(code):
+        raise InvalidInput("unit code must be the 12-digit administrative code (ASCII digits 0-9)", field="code")
 
 
 def get_unit(session: Session, unit_id: int, scope: str) -> Unit:
@@ -56,6 +58,10 @@ def get_unit(session: Session, unit_id: int, scope: str) -> Unit:
 
 
 def unit_by_code(session: Session, code: str) -> Unit | None:
+    """The unit with this code; None for anything but 12 ASCII digits (a look-alike code left
+    in an old database is not found by its look-alike either)."""
+    if not ADMIN_CODE.fullmatch(code):
+        return None
     return session.scalar(select(Unit).where(Unit.code == code))
 
 

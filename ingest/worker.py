@@ -113,7 +113,12 @@ class IngestWorker:
 
     def _apply(self, changes: list[dict[str, str]]) -> None:
         self.load_cameras()
-        edited = {int(c["camera_id"]) for c in changes if c.get("op") == "update" and c.get("camera_id")}
+        # `create` too: SQLite gives a deleted camera's id to the next camera registered, and when
+        # both changes come in one read the id never leaves this worker's share — without a
+        # restart its reader would go on reading the deleted camera's stream, and the tracker
+        # would keep that camera's status, which the new row never shows
+        edited = {int(c["camera_id"]) for c in changes
+                  if c.get("op") in ("update", "create") and c.get("camera_id")}
         if any(c.get("op") == "bulk" for c in changes):
             edited |= self.owned
         if edited & self.owned:

@@ -14,6 +14,7 @@ from detectors.camera_health import HealthRules
 from ingest.camera_runner import CameraRunner, StreamSettings
 from ingest.detection import DetectionStage
 from ingest.worker import IngestWorker
+from tests.scenes import SHARED
 
 
 @contextmanager
@@ -21,7 +22,8 @@ def detection_worker(services: Services, client: redis.Redis, stage: DetectionSt
     """A worker taking every enabled camera of `services`' registry, one sample per second at
     640×360, until the block ends."""
     runner = CameraRunner(services.sessions, services.registry.cipher, client,
-                          StreamSettings(size=(640, 360), interval=1.0, read_timeout=3.0, open_timeout=3.0),
+                          StreamSettings(size=(640, 360), interval=1.0, read_timeout=3.0, open_timeout=3.0,
+                                         media_dirs=(services.settings.data_dir, SHARED / "media")),
                           HealthRules(offline_after=3.0, online_hold=1.0), detection=stage)
     worker = IngestWorker(services.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
                           on_release=runner.release, on_change=runner.restart, tick=runner.tick, tick_seconds=1.0)

@@ -83,10 +83,10 @@ def test_roles_that_only_read_cannot_write_cameras(client: TestClient, tree: Tre
 
 def test_village_admin_manages_only_their_village(client: TestClient, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
     admin_a1 = login("admin", tree.village_a1)
-    ok = client.post("/api/v1/users", json={"username": "op1", "password": "long enough", "role": "operator",
+    ok = client.post("/api/v1/users", json={"username": "op1", "password": "long enough now", "role": "operator",
                                             "unit_id": tree.village_a1.id}, headers=admin_a1)
     assert ok.status_code == 201, ok.text
-    far = client.post("/api/v1/users", json={"username": "op2", "password": "long enough", "role": "admin",
+    far = client.post("/api/v1/users", json={"username": "op2", "password": "long enough now", "role": "admin",
                                              "unit_id": tree.county.id}, headers=admin_a1)
     assert far.status_code == 404
     assert client.post("/api/v1/units", json={"name": "x", "code": "330199001111", "parent_id": tree.town_a.id},

@@ -60,9 +60,9 @@ def test_sign_in_and_token_rules(client: TestClient, services: Services, tree: T
 
 def test_disabling_a_user_revokes_their_tokens(client: TestClient, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
     admin = login("admin", tree.county)
-    client.post("/api/v1/users", json={"username": "li", "password": "long enough", "role": "technician",
+    client.post("/api/v1/users", json={"username": "li", "password": "long enough now", "role": "technician",
                                        "unit_id": tree.town_a.id}, headers=admin)
-    token = client.post("/api/v1/auth/token", json={"username": "li", "password": "long enough"}).json()["access_token"]
+    token = client.post("/api/v1/auth/token", json={"username": "li", "password": "long enough now"}).json()["access_token"]
     user_id = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).json()["id"]
     assert client.patch(f"/api/v1/users/{user_id}", json={"active": False}, headers=admin).status_code == 200
     assert client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401

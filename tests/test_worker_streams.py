@@ -64,7 +64,8 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     runner = CameraRunner(sqlite_services.sessions, sqlite_services.registry.cipher, client,
                           StreamSettings(size=(160, 120), interval=0.5, read_timeout=3.0, open_timeout=3.0,
-                                         segment_dir=tmp_path / "segments", segment_seconds=2.0),
+                                         segment_dir=tmp_path / "segments", segment_seconds=2.0,
+                                         media_dirs=(tmp_path,)),  # the file: cameras play clips from tmp_path
                           HealthRules(offline_after=3.0, online_hold=1.0))
     batches: list[int] = []
 

@@ -12,6 +12,11 @@ Two steps, both safe to run in several processes at once:
 A webhook body is the change as the live feed sends it. Its headers carry the Unix time and
 an HMAC-SHA256 over "<time>.<body>" with the subscription's secret, so a receiver can check
 that the body is Lookout's, unchanged, and fresh.
+
+Webhooks go only where `api.alerting.destinations` allows, checked on the addresses the host
+resolves to at each send and connected to exactly those; redirects are not followed, and a
+failed try records the status or a short reason, never the receiver's answer. The MQTT broker
+is the operator's (`alerts.mqtt_url`); users choose only topic prefixes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from sqlalchemy import Index, Integer, String, Text, and_, delete, exists, inser
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column, sessionmaker
 
 from api.alerting.counters import move_to, take
+from api.alerting.destinations import DestinationRefused, Destinations, checked_client, failure_reason, status_reason
 from api.alerting.feed import changes_after, wait_for_ring
 from api.alerting.hub import FeedFilter, FeedItem
 from api.alerting.model import AlertChange
@@ -39,6 +45,7 @@ from api.alerting.policy import AlertPolicy
 from api.alerting.subscriptions import Channel, Route, Subscription
 from api.auth import User
 from config.database import Base, UTCDateTime, utcnow
+from config.security import SecuritySettings
 from ingest.credentials import CredentialCipher
 from ingest.units import Unit
 
@@ -197,11 +204,14 @@ class Deliverer:
     """Fan-out and sending in a loop, woken by the feed's doorbell."""
 
     def __init__(self, sessions: sessionmaker[Session], client: redis.Redis | None, policy: AlertPolicy,
-                 cipher: CredentialCipher, senders: int = 8) -> None:
+                 cipher: CredentialCipher, senders: int = 8, security: SecuritySettings | None = None) -> None:
+        """`security`: where webhooks may go (`settings.security`); without it, the defaults
+        (private networks yes; this machine, link-local, multicast no)."""
         self.sessions, self.redis, self.policy, self.cipher = sessions, client, policy, cipher
         self.settings = policy.settings
         self.name = f"deliverer-{uuid.uuid4().hex[:12]}"
-        self.http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        self.destinations = Destinations.from_settings(security or SecuritySettings())
+        self.http = checked_client(self.destinations, httpx.Timeout(10.0, connect=5.0))
         self.mqtt = MqttPublisher(self.settings.mqtt_url) if self.settings.mqtt_url else None
         self.pool = ThreadPoolExecutor(senders, thread_name_prefix="deliver")
         self.stop_event = threading.Event()
@@ -290,13 +300,17 @@ class Deliverer:
                 for sid, url, sealed in rows}
 
     def _send(self, delivery: Delivery, secrets: dict[int, tuple[str | None, str | None]]) -> str | None:
-        """None when the receiver took it; else why not."""
-        try:
-            if delivery.channel == Channel.mqtt.value:
-                if self.mqtt is None:
-                    return "no MQTT broker configured (alerts.mqtt_url)"
+        """None when the receiver took it; else why not, in a few words of our own (a status,
+        "connection refused", a refused address): never what the receiver sent back."""
+        if delivery.channel == Channel.mqtt.value:
+            if self.mqtt is None:
+                return "no MQTT broker configured (alerts.mqtt_url)"
+            try:
                 self.mqtt.publish(delivery.topic or "", delivery.body)
-                return None
+            except Exception as exc:  # noqa: BLE001 - the operator's own broker: its error is theirs to read
+                return f"{type(exc).__name__}: {exc}"[:300]
+            return None
+        try:
             url, secret = secrets.get(delivery.subscription_id, (None, None))
             if url is None:
                 return "subscription has no URL (deleted?)"
@@ -307,12 +321,15 @@ class Deliverer:
                        "User-Agent": "Lookout-Webhook/1"}
             if secret:
                 headers["X-Lookout-Signature"] = signature(secret, stamp, body)
-            response = self.http.post(url, content=body, headers=headers)
-            if response.is_success:
-                return None
-            return f"HTTP {response.status_code}: {response.text[:200]}"
+            with self.http.stream("POST", url, content=body, headers=headers) as response:
+                status = response.status_code  # its body is never read: not kept, not shown, not buffered
+            return None if 200 <= status < 300 else status_reason(status)
+        except DestinationRefused as exc:
+            log.warning("webhook_destination_refused", extra={
+                "delivery_id": delivery.id, "subscription_id": delivery.subscription_id, "reason": str(exc)})
+            return str(exc)
         except Exception as exc:  # noqa: BLE001 - any failure is a failed try, recorded and retried
-            return f"{type(exc).__name__}: {exc}"
+            return failure_reason(exc)
 
 
 def fan_out_in(sessions: sessionmaker[Session], policy: AlertPolicy) -> int:

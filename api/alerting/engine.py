@@ -9,6 +9,13 @@ that has been silent for `claim_idle_seconds` (a dead engine) are claimed by a l
 
 Engines take turns per batch (the `alert_engine` counter row is the lock), so two engines
 never both open an alert for the same fire.
+
+An alert belongs to the unit that owned its camera when it opened (`Alert.unit_id`), for its
+whole life. Events that join it are routed by the alert: the feed's scope, the units it is
+addressed to, its deadlines and a rise of its severity all follow its owner's chain, even when
+the camera has since been moved to another unit (the camera's own facts, tags and zones, still
+count for severity). Once that alert is closed, the camera's next event opens a new alert,
+owned by the camera's unit of that moment.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from api.alerting.escalation import sweep
 from api.alerting.feed import Change
 from api.alerting.lifecycle import set_deadlines
 from api.alerting.model import OPEN_STATES, Alert, AlertEvent, AlertState
-from api.alerting.policy import AlertPolicy, CameraFacts, path_ids
+from api.alerting.policy import AlertPolicy, CameraFacts, level_index, path_ids
 from config.alerting import severity_rank
 from config.database import utcnow
 from detectors.events import EVENTS_STREAM, Event
@@ -90,6 +97,7 @@ class Absorber:
         self.by_camera: dict[tuple[int, str], Alert] = {}
         self.by_unit: dict[tuple[int, str], list[Alert]] = {}
         self.touched: dict[int, tuple[Alert, str, str]] = {}  # id(alert) → (alert, change, unit path)
+        self.owner_paths: dict[int, str] = {}  # id(alert) → its owner unit's path, the scope of its changes
         self.audit_rows: list[tuple[Alert, str, dict[str, Any] | None]] = []
         self.members: list[tuple[Event, Alert]] = []
 
@@ -113,7 +121,7 @@ class Absorber:
             if facts is None:
                 result.unknown_cameras.append(event)
             elif event.kind == "camera_online":
-                result.ignored += 0 if self._camera_back(event, facts) else 1
+                result.ignored += 0 if self._camera_back(event) else 1
             elif not self.policy.alerting(event.kind):
                 result.ignored += 1
             else:
@@ -133,11 +141,13 @@ class Absorber:
         incident = kinds & set(self.settings.incident_kinds)
         wanted = or_(and_(Alert.camera_id.in_(list(cameras)), Alert.kind.in_(sorted(kinds))),
                      and_(Alert.unit_id.in_(sorted(units)), Alert.kind.in_(sorted(incident))))
-        for alert in self.session.scalars(select(Alert).where(Alert.state.in_(OPEN_STATES), wanted)
-                                          .order_by(Alert.last_at.desc())):
-            self._index(alert)
+        rows = self.session.execute(select(Alert, Unit.path).join(Unit, Unit.id == Alert.unit_id)
+                                    .where(Alert.state.in_(OPEN_STATES), wanted).order_by(Alert.last_at.desc()))
+        for alert, owner_path in rows:
+            self._index(alert, owner_path)
 
-    def _index(self, alert: Alert) -> None:
+    def _index(self, alert: Alert, owner_path: str) -> None:
+        self.owner_paths[id(alert)] = owner_path
         for camera_id in alert.camera_ids:
             self.by_camera.setdefault((camera_id, alert.kind), alert)
         self.by_unit.setdefault((alert.unit_id, alert.kind), []).append(alert)
@@ -161,8 +171,11 @@ class Absorber:
         return candidates[int(hits[0])] if len(hits) else None
 
     # -- changing --------------------------------------------------------------------------
-    def _touch(self, alert: Alert, change: str, facts: CameraFacts) -> None:
-        self.touched.setdefault(id(alert), (alert, change, facts.unit_path))
+    def _touch(self, alert: Alert, change: str) -> None:
+        """Announce `alert`'s change to its owner's part of the tree: the alert's, never that of
+        the camera whose event it was (a camera moved to another unit leaves its open alert
+        with the unit that owned it when it opened)."""
+        self.touched.setdefault(id(alert), (alert, change, self.owner_paths[id(alert)]))
 
     def _create(self, event: Event, facts: CameraFacts) -> None:
         at = _at(event.at)
@@ -179,12 +192,14 @@ class Absorber:
             last_at=at, snapshot=event.evidence.get("snapshot"), evidence=event.evidence, level_since=self.now)
         set_deadlines(alert, self.policy, facts.unit_path)
         self.session.add(alert)
-        self._index(alert)
-        self._touch(alert, "created", facts)
+        self._index(alert, facts.unit_path)
+        self._touch(alert, "created")
         self.audit_rows.append((alert, "alert.create", None))
         self.members.append((event, alert))
 
     def _merge(self, alert: Alert, event: Event, facts: CameraFacts) -> None:
+        """`event` joins `alert`. Its camera's facts count for severity (tags, zones); the
+        chain, level, addressed units and deadlines are the alert's own owner's."""
         at = _at(event.at)
         alert.event_count += 1
         alert.last_at = max(alert.last_at, at)
@@ -198,19 +213,20 @@ class Absorber:
         severity = self.policy.severity(alert.kind, alert.score, alert.event_count, facts, event.evidence)
         if severity_rank(severity) > alert.severity_rank:
             before = {"severity": alert.severity}
-            chain = path_ids(facts.unit_path)
+            owner_path = self.owner_paths[id(alert)]
+            chain = path_ids(owner_path)
             due = (alert.ack_due_at, alert.resolve_due_at)
             alert.severity, alert.severity_rank = severity, severity_rank(severity)
-            alert.addressed = self.policy.addressed(chain, chain.index(alert.level_unit_id), severity)
-            set_deadlines(alert, self.policy, facts.unit_path)  # a graver alert is due sooner, never later
+            alert.addressed = self.policy.addressed(chain, level_index(chain, alert.level_unit_id), severity)
+            set_deadlines(alert, self.policy, owner_path)  # a graver alert is due sooner, never later
             alert.ack_due_at = _earlier(due[0], alert.ack_due_at)
             alert.resolve_due_at = _earlier(due[1], alert.resolve_due_at)
             self.audit_rows.append((alert, "alert.severity", before))
-            self._touch(alert, "severity", facts)
-        self._touch(alert, "event", facts)
+            self._touch(alert, "severity")
+        self._touch(alert, "event")
         self.members.append((event, alert))
 
-    def _camera_back(self, event: Event, facts: CameraFacts) -> bool:
+    def _camera_back(self, event: Event) -> bool:
         """A camera that comes back online closes its open offline alert."""
         alert = self.by_camera.get((event.camera_id, "camera_offline"))
         if alert is None or not alert.is_open:
@@ -221,7 +237,7 @@ class Absorber:
         alert.ack_due_at = alert.resolve_due_at = None
         alert.event_count += 1
         alert.last_at = max(alert.last_at, _at(event.at))
-        self._touch(alert, "resolved", facts)
+        self._touch(alert, "resolved")
         self.audit_rows.append((alert, "alert.resolve", before))
         self.members.append((event, alert))
         return True

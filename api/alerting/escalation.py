@@ -17,7 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from api.alerting import feed
 from api.alerting.lifecycle import ActionInput, apply, overdue
 from api.alerting.model import OPEN_STATES, Alert, AlertState
-from api.alerting.policy import AlertPolicy, path_ids
+from api.alerting.policy import AlertPolicy, level_index, path_ids
 from ingest import audit
 from ingest.units import Unit
 
@@ -40,7 +40,7 @@ def sweep(session: Session, policy: AlertPolicy, now: datetime, limit: int = 200
     changes, rows = [], []
     for alert, path in due_alerts(session, now, limit):
         missed = overdue(alert, now)
-        level = path_ids(path).index(alert.level_unit_id)
+        level = level_index(path_ids(path), alert.level_unit_id)
         if level == 0:  # nobody above: say so once, and stop watching that deadline
             if missed == "acknowledge":
                 alert.ack_due_at = None

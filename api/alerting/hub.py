@@ -4,6 +4,12 @@ A thread waits on the doorbell (`lookout:alerts`), reads the new changes from th
 once, renders each once, and hands it to every listener whose filter takes it (unit scope
 always; kinds, severity, addressed-only as the listener asked). A listener that falls too far
 behind is dropped, and its client resumes by id, so nobody ever misses a change silently.
+
+A feed outlives the check of its token at open, so the same thread re-checks every listener's
+token every `CHECK_SECONDS`, all of them in one query (digests, not tokens, are kept): a token
+revoked (sign-out, a new password, the person disabled) or expired ends its listeners with
+`REVOKED`, and one whose person moved to another unit ends with `MOVED` (its filter holds the
+old scope; the client reconnects and gets the new one).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,9 +27,12 @@ from sqlalchemy.orm import Session
 
 from api.alerting.feed import changes_after, last_change_id, wait_for_ring
 from api.alerting.model import AlertChange
+from api.auth import live_tokens
 
 log = logging.getLogger("lookout.alerts")
 QUEUE_LIMIT = 10_000
+CHECK_SECONDS = 2.0  # how often every listener's token is checked again
+BEHIND, REVOKED, MOVED = "behind", "revoked", "moved"  # why a listener ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +75,30 @@ class FeedFilter:
 class Listener:
     filter: FeedFilter
     loop: asyncio.AbstractEventLoop
+    token_digest: str = ""  # the SHA-256 of the token it opened with (see `FeedHub.revalidate`)
     queue: asyncio.Queue[FeedItem | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     dropped: bool = False
+    reason: str | None = None  # BEHIND, REVOKED or MOVED once dropped
 
     def offer(self, item: FeedItem) -> None:
         """Called in the loop's thread."""
         if self.dropped:
             return
         if self.queue.qsize() >= QUEUE_LIMIT - 1:
-            self.dropped = True
-            self.queue.put_nowait(None)  # the end: the client reconnects from its last id
+            self.end(BEHIND)  # the client reconnects from its last id
             return
         self.queue.put_nowait(item)
+
+    def end(self, reason: str) -> None:
+        """Called in the loop's thread: no more items; the follower sees None and `reason`.
+        A revoked listener gets nothing that is still queued either."""
+        if self.dropped:
+            return
+        self.dropped, self.reason = True, reason
+        if reason != BEHIND:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
 
 class FeedHub:
@@ -87,6 +109,7 @@ class FeedHub:
         self.last_id = 0
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
+        self.checked_at = 0.0
 
     def start(self) -> None:
         with self.sessions() as session:
@@ -99,8 +122,8 @@ class FeedHub:
         if self.thread is not None:
             self.thread.join(5)
 
-    def add(self, flt: FeedFilter) -> Listener:
-        listener = Listener(flt, asyncio.get_running_loop())
+    def add(self, flt: FeedFilter, token_digest: str = "") -> Listener:
+        listener = Listener(flt, asyncio.get_running_loop(), token_digest)
         with self.lock:
             self.listeners.add(listener)
         return listener
@@ -123,9 +146,32 @@ class FeedHub:
             try:
                 doorbell = wait_for_ring(self.client, doorbell, self.poll_seconds, self.stop_event)
                 self._deliver()
+                if time.monotonic() - self.checked_at >= CHECK_SECONDS:
+                    self.checked_at = time.monotonic()
+                    self.revalidate()
             except Exception as exc:  # noqa: BLE001 - the feed must outlive a database or Redis outage
                 log.warning("alert_feed_waiting", extra={"error": str(exc)[:300]})
                 self.stop_event.wait(self.poll_seconds)
+
+    def revalidate(self) -> int:
+        """End the listeners whose token is no longer valid (REVOKED) or whose person's unit
+        changed (MOVED): one query for all of them. How many ended."""
+        with self.lock:
+            listeners = [listener for listener in self.listeners if listener.token_digest and not listener.dropped]
+        if not listeners:
+            return 0
+        with self.sessions() as session:
+            valid = live_tokens(session, sorted({listener.token_digest for listener in listeners}))
+        ended = 0
+        for listener in listeners:
+            scope = valid.get(listener.token_digest)
+            reason = REVOKED if scope is None else MOVED if scope != listener.filter.scope else None
+            if reason is not None:
+                listener.loop.call_soon_threadsafe(listener.end, reason)
+                ended += 1
+        if ended:
+            log.info("alert_feed_listeners_ended", extra={"count": ended})
+        return ended
 
     def _deliver(self) -> None:
         while True:

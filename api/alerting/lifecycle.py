@@ -10,7 +10,7 @@ from typing import Any
 
 from api.alerting.feed import Change
 from api.alerting.model import OPEN_STATES, Alert, AlertState
-from api.alerting.policy import AlertPolicy, path_ids
+from api.alerting.policy import AlertPolicy, level_index, path_ids
 from config.errors import Conflict, InvalidInput
 from ingest.audit import audit_row
 
@@ -51,7 +51,7 @@ def _required(value: str | None, field: str, action: str) -> str:
 
 def set_deadlines(alert: Alert, policy: AlertPolicy, unit_path: str) -> None:
     """Deadlines for the alert's current level and state, counted from when it got there."""
-    depth = path_ids(unit_path).index(alert.level_unit_id)
+    depth = level_index(path_ids(unit_path), alert.level_unit_id)
     alert.ack_due_at, alert.resolve_due_at = policy.deadlines(depth, alert.severity, alert.level_since, alert.state)
 
 
@@ -85,7 +85,7 @@ def apply(alert: Alert, action: str, actor: str, given: ActionInput, policy: Ale
         alert.closed_at = alert.acknowledged_at = alert.dispatched_at = None
         alert.level_since = now
     elif action == "escalate":
-        level = chain.index(alert.level_unit_id)
+        level = level_index(chain, alert.level_unit_id)
         if level == 0:
             raise Conflict(f"alert {alert.code} is already at the top of the chain", state=alert.state,
                            alert_id=alert.id)

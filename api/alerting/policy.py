@@ -37,6 +37,19 @@ def path_ids(path: str) -> list[int]:
     return [int(part) for part in path.split("/") if part]
 
 
+def level_index(chain: list[int], level_unit_id: int) -> int:
+    """Where an alert's level unit stands in its owner's chain (`chain`: unit ids, root first).
+
+    The chain is the owner unit's path now. When the level unit is no longer on it (the owner
+    unit was moved to another branch of the tree after the alert was escalated), the alert
+    stands at its owner again: its deadlines then count there, and a passed one takes it up
+    the owner's new chain, rather than failing every action on it."""
+    try:
+        return chain.index(level_unit_id)
+    except ValueError:
+        return len(chain) - 1
+
+
 def event_zones(evidence: dict[str, Any]) -> set[str]:
     zones = set(evidence.get("zones") or ())
     if evidence.get("zone"):

@@ -11,6 +11,7 @@ import api.alerting.model  # noqa: F401 - registers alerts, alert_events, alert_
 import api.alerting.subscriptions  # noqa: F401 - registers subscriptions
 import api.auth  # noqa: F401 - registers users, api_tokens
 import ingest.audit  # noqa: F401 - registers audit_log
+import ingest.camera_imports  # noqa: F401 - registers camera_imports, camera_import_rows
 import ingest.cameras  # noqa: F401 - registers cameras, camera_tags
 import ingest.units  # noqa: F401 - registers units
 from config.database import Base

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,19 +13,24 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from api.alerting import store
-from api.alerting.lifecycle import ActionInput
+from api.alerting.lifecycle import ACTIONS, ActionInput
 from api.alerting.model import AlertState
 from api.auth import ALERT_HANDLERS, Principal
-from api.deps import CurrentUser, PathId, ServicesDep, SessionDep, require
+from api.deps import CurrentUser, Moment, PathId, ServicesDep, SessionDep, require
 from api.schemas.alerts import ActionBody, AlertDetail, AlertEventOut, AlertOut, AlertPage
 from config.alerting import SEVERITIES, Severity
-from config.errors import InvalidInput, NotFound
+from config.errors import Conflict, InvalidInput, NotFound
+from config.private_files import open_private, private_dir
 from ingest.camera_store import decode_cursor, encode_cursor
-from ingest.fields import DbId
+from ingest.fields import DbId, MultilineText
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 Handler = Annotated[Principal, Depends(require(ALERT_HANDLERS))]
-MAX_EVIDENCE_BYTES = 20 * 1024 * 1024
+_PIECE = 256 * 1024
+#: what evidence may be served as; everything else (HTML, SVG, XML, scripts) is a plain download
+SAFE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".gif": "image/gif",
+              ".webp": "image/webp", ".bmp": "image/bmp", ".mp4": "video/mp4", ".webm": "video/webm",
+              ".pdf": "application/pdf", ".txt": "text/plain; charset=utf-8"}
 Action = Literal["acknowledge", "dispatch", "false_alarm", "reopen", "escalate"]  # resolve: its own route
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -40,9 +45,9 @@ def list_alerts(
     unit: Annotated[DbId | None, Query(description="unit id: alerts of its whole subtree")] = None,
     camera: Annotated[DbId | None, Query()] = None,
     open: Annotated[bool, Query(description="only new, acknowledged and dispatched alerts")] = False,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    updated_since: Annotated[datetime | None, Query(description="changed at or after this time (polling)")] = None,
+    since: Annotated[Moment | None, Query(description="created at or after this time")] = None,
+    until: Annotated[Moment | None, Query(description="created before this time")] = None,
+    updated_since: Annotated[Moment | None, Query(description="changed at or after this time (polling)")] = None,
     cursor: Annotated[str | None, Query(max_length=64, description="newest first; continue before this one")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, object]:
@@ -69,13 +74,19 @@ def alert_events(alert_id: PathId, user: CurrentUser, session: SessionDep,
 
 @router.get("/{alert_id}/evidence", response_class=FileResponse, responses={200: {"content": {"*/*": {}}}})
 def alert_evidence(alert_id: PathId, user: CurrentUser, session: SessionDep, services: ServicesDep) -> FileResponse:
+    """The evidence file, always as a download with a content type that no browser runs: an
+    uploaded page or SVG must not execute as the console's origin when someone opens it."""
     alert, _ = store.get_alert(session, alert_id, user.scope)
     if not alert.evidence_file:
         raise NotFound(f"alert {alert_id} has no evidence file", alert_id=alert_id)
     path = _evidence_root(services.settings.data_dir) / alert.evidence_file
     if not path.is_file():
         raise NotFound(f"the evidence file of alert {alert_id} is gone", alert_id=alert_id)
-    return FileResponse(path, filename=path.name.split("_", 1)[-1])
+    return FileResponse(path, filename=path.name.split("_", 1)[-1], content_disposition_type="attachment",
+                        media_type=SAFE_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+                        headers={"X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": "default-src 'none'; sandbox",
+                                 "Cache-Control": "no-store"})
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
@@ -83,16 +94,29 @@ async def resolve(
     alert_id: PathId,
     user: Handler,
     services: ServicesDep,
-    feedback: Annotated[str, Form(min_length=1, max_length=8000, description="what was done")],
+    feedback: Annotated[MultilineText, Form(description="what was done (line breaks allowed)")],
     evidence: UploadFile | None = None,
 ) -> dict[str, object]:
-    """Close the alert with feedback (a form: `feedback`, and an optional `evidence` file)."""
+    """Close the alert with feedback (a form: `feedback`, and an optional `evidence` file).
+    The alert's scope (404) and state (409) are checked before the file is stored, and the
+    file is removed again if the action then fails."""
     with services.sessions() as session:
-        store.get_alert(session, alert_id, user.scope)  # 404 before anything is stored
-    stored = await _store_evidence(services.settings.data_dir, alert_id, evidence) if evidence else None
-    alert = await run_in_threadpool(store.act, services.sessions, alert_id, "resolve", user.actor,
-                                    ActionInput(feedback=feedback, evidence_file=stored),
-                                    services.alert_policy, user.scope, services.redis)
+        alert, _ = store.get_alert(session, alert_id, user.scope)  # 404 before anything is stored
+        sources = ACTIONS["resolve"][0]
+        if alert.state not in sources:
+            raise Conflict(f"alert {alert.code} is {alert.state}; resolve needs {' or '.join(sources)}",
+                           state=alert.state, alert_id=alert_id)
+    root = _evidence_root(services.settings.data_dir)
+    limit = services.settings.security.max_evidence_bytes
+    stored = await _store_evidence(root, alert_id, evidence, limit) if evidence else None
+    try:
+        alert = await run_in_threadpool(store.act, services.sessions, alert_id, "resolve", user.actor,
+                                        ActionInput(feedback=feedback, evidence_file=stored),
+                                        services.alert_policy, user.scope, services.redis)
+    except BaseException:
+        if stored:  # the alert did not take it (changed state meanwhile, database away): no orphan file
+            (root / stored).unlink(missing_ok=True)
+        raise
     return alert.public()
 
 
@@ -112,14 +136,25 @@ def _evidence_root(data_dir: Path) -> Path:
     return data_dir / "evidence"
 
 
-async def _store_evidence(data_dir: Path, alert_id: int, upload: UploadFile) -> str:
-    """Save an uploaded evidence file under data_dir/evidence/<alert>/; its relative path."""
-    data = await upload.read(MAX_EVIDENCE_BYTES + 1)
-    if len(data) > MAX_EVIDENCE_BYTES:
-        raise InvalidInput(f"evidence file is larger than {MAX_EVIDENCE_BYTES // 2**20} MiB", field="evidence")
+async def _store_evidence(root: Path, alert_id: int, upload: UploadFile, limit: int) -> str:
+    """Copy an uploaded evidence file to root/<alert>/ (folders 0700, the file 0600) in pieces,
+    never holding it whole in memory; its path relative to `root`. 422 naming the limit when
+    the file is larger than `limit` bytes (the request's body limit stops far larger ones)."""
     name = _SAFE_NAME.sub("_", Path(upload.filename or "evidence").name)[-100:] or "evidence"
     relative = Path(str(alert_id)) / f"{uuid.uuid4().hex[:12]}_{name}"
-    target = _evidence_root(data_dir) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    folder = private_dir(private_dir(root) / str(alert_id))
+    target = folder / relative.name
+    written = 0
+    try:
+        with os.fdopen(open_private(target, os.O_WRONLY | os.O_EXCL), "wb") as handle:
+            while piece := await upload.read(_PIECE):
+                written += len(piece)
+                if written > limit:
+                    raise InvalidInput(f"evidence file is larger than the limit of {limit} bytes "
+                                       f"({limit / 2**20:g} MiB; setting security.max_evidence_bytes)",
+                                       field="evidence", limit=limit)
+                await run_in_threadpool(handle.write, piece)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     return str(relative)

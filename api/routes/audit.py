@@ -3,14 +3,13 @@ for admins of the unit concerned (`lookout audit verify` checks the chain)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import or_, select
 
 from api.auth import USER_ADMINS, Principal
-from api.deps import SessionDep, require
+from api.deps import Moment, SessionDep, require
 from api.schemas.audit import AuditPage
 from ingest.audit import AuditEntry
 from ingest.camera_store import decode_cursor, encode_cursor
@@ -30,8 +29,8 @@ def list_audit(
     target_type: Annotated[Text | None, Query()] = None,
     target_id: Annotated[DbId | None, Query()] = None,
     alert: Annotated[DbId | None, Query(description="every step of this alert")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[Moment | None, Query(description="recorded at or after this time")] = None,
+    until: Annotated[Moment | None, Query(description="recorded before this time")] = None,
     cursor: Annotated[str | None, Query(max_length=64, description="newest first; continue before this entry")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, object]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from api.auth import CAMERA_WRITERS, Principal
 from api.deps import PathId, CurrentUser, ServicesDep, SessionDep, require
@@ -16,20 +15,23 @@ from api.schemas.cameras import (
     CameraPage,
     CameraRulesOut,
     CameraUpdate,
+    CameraUpdateOut,
+    ImportProblemsPage,
     ImportReportOut,
+    ImportRunOut,
     StreamFiguresOut,
 )
-from config.errors import Conflict, InvalidInput
+from config.errors import Conflict
+from ingest import camera_imports
 from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
 from ingest.cameras import CameraStatus
-from ingest.csv_import import CameraImporter, template
+from ingest.csv_import import CameraImporter, ImportTooLarge, template
 from ingest.fields import DbId, Tag, Text
 from ingest.rules_spec import RulesSpec, stored_spec
 from ingest.stream_figures import read_figures
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
 Writer = Annotated[Principal, Depends(require(CAMERA_WRITERS))]
-MAX_IMPORT_BYTES = 128 * 1024 * 1024
 
 
 @router.get("", response_model=CameraPage)
@@ -81,25 +83,52 @@ def import_template(user: CurrentUser) -> Response:
     )
 
 
-@router.post("/import", response_model=ImportReportOut)
-async def import_cameras(
+@router.post("/import", response_model=ImportReportOut, responses={413: {"description": "too many rows or bytes"}})
+def import_cameras(
     file: UploadFile, user: Writer, services: ServicesDep, dry_run: bool = False
 ) -> dict[str, object]:
-    """Upsert cameras from a CSV file (UTF-8 or GBK); bad rows are reported by line number."""
-    data = await file.read(MAX_IMPORT_BYTES + 1)
-    if len(data) > MAX_IMPORT_BYTES:
-        raise InvalidInput(f"file larger than {MAX_IMPORT_BYTES // 2**20} MiB", field="file")
+    """Upsert cameras from a CSV file (UTF-8 or GBK) inside the caller's scope; bad rows are
+    reported by line number.
 
-    def run() -> dict[str, object]:
-        with services.sessions() as session:
-            report = CameraImporter(services.registry, session, user.scope, user.actor).run(data, dry_run=dry_run)
-            if not dry_run:
-                session.commit()
-        if not dry_run and (report.created or report.updated):
-            services.registry.feed.publish("bulk")
-        return asdict(report)
+    The upload is read from its spool file as a stream and written in short batches, so
+    alert work never waits long for it; at most `security.import_max_rows` rows. The reply
+    holds the counts and the first `security.import_errors_shown` errors; `errors_url` lists
+    every one (and every notice)."""
+    security = services.settings.security
+    if file.size is not None and file.size > security.max_upload_bytes:
+        raise ImportTooLarge(f"file larger than {security.max_upload_bytes} bytes (security.max_upload_bytes)",
+                       field="file", limit=security.max_upload_bytes)
+    with services.sessions() as session:
+        report = CameraImporter(
+            services.registry, session, user.scope, user.actor, max_rows=security.import_max_rows,
+            errors_shown=security.import_errors_shown, keep_days=security.import_keep_days,
+        ).run(file.file, dry_run=dry_run)
+    return {**asdict(report), "errors_url": f"{router.prefix}/import/{report.import_id}/errors"}
 
-    return await run_in_threadpool(run)
+
+@router.get("/import/{import_id}", response_model=ImportRunOut)
+def import_run(import_id: PathId, user: Writer, session: SessionDep) -> dict[str, object]:
+    """An import's record: its state while it runs, and its counts (your unit's and below)."""
+    run = camera_imports.visible(session, import_id, user.scope)
+    return {**run.summary(), "errors_url": f"{router.prefix}/import/{run.id}/errors"}
+
+
+@router.get("/import/{import_id}/errors", response_model=ImportProblemsPage)
+def import_errors(
+    import_id: PathId, user: Writer, session: SessionDep,
+    after_line: Annotated[int, Query(ge=0, le=2**31 - 1, description="continue after this line")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    kind: Annotated[Literal["error", "notice"] | None, Query(description="only errors or only notices")] = None,
+) -> dict[str, object]:
+    """Every refused row (`error`) and every row applied with a warning (`notice`) of an import,
+    in line order, a page at a time; only for imports of your unit and below."""
+    camera_imports.visible(session, import_id, user.scope)
+    rows = camera_imports.problems(session, import_id, after_line, limit + 1, kind)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"import_id": import_id,
+            "items": [{"line": r.line, "kind": r.kind, "message": r.message} for r in rows],
+            "next_after_line": rows[-1].line if more and rows else None}
 
 
 @router.get("/{camera_id}", response_model=CameraOut)
@@ -154,15 +183,18 @@ def delete_rules(camera_id: PathId, user: Writer, session: SessionDep, services:
     return rules_out(camera.id, None)
 
 
-@router.patch("/{camera_id}", response_model=CameraOut)
+@router.patch("/{camera_id}", response_model=CameraUpdateOut)
 def update_camera(
     camera_id: PathId, body: CameraUpdate, user: Writer, session: SessionDep, services: ServicesDep
 ) -> dict[str, object]:
+    """Change the fields given. Stored credentials belong to the host and port they were given
+    for: a new host or port in a stream URL or the ONVIF endpoint drops them (the reply says
+    so in `credentials_dropped`) unless `username`/`password` come in the same request."""
     camera = services.registry.get(session, camera_id, user.scope)
-    services.registry.update(session, camera, body, user.scope, user.actor)
+    done = services.registry.update(session, camera, body, user.scope, user.actor)
     session.commit()
     services.registry.feed.publish("update", camera.id)
-    return camera.public()
+    return {**camera.public(), "credentials_dropped": done.credentials_dropped, "notice": done.notice}
 
 
 @router.delete("/{camera_id}", status_code=204)

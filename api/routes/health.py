@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.deps import ServicesDep
+from config.errors import Unauthorized
 
 router = APIRouter(tags=["ops"])
 
@@ -35,5 +38,14 @@ def healthz(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(request: Request) -> Response:
+def metrics(request: Request, services: ServicesDep) -> Response:
+    """Prometheus text. With `security.metrics_token` set, only a scraper that sends
+    `Authorization: Bearer <metrics_token>` gets it (the figures name units and cameras)."""
+    expected = services.settings.security.metrics_token
+    if expected is not None:
+        scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
+        # compared in constant time, as bytes: a timing difference must not spell the token out
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), expected.get_secret_value().encode()):
+            raise Unauthorized("GET /metrics needs the scrape token (Authorization: Bearer <security.metrics_token>)")
     return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

@@ -77,7 +77,7 @@ def _ptz_address(services: Services, camera_id: int, scope: str) -> DeviceAddres
         if not camera.onvif_host:
             raise InvalidInput(f"camera {camera_id} has no ONVIF address (onvif_host)", field="onvif_host",
                                camera_id=camera_id)
-        return DeviceAddress(camera.onvif_host, camera.onvif_port or 80, services.registry.credentials(camera),
+        return DeviceAddress(camera.onvif_host, camera.onvif_port or 80, services.registry.onvif_credentials(camera),
                              camera_id)
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from api.alerting.stats import unit_stats
-from api.deps import CurrentUser, ServicesDep, SessionDep
+from api.deps import CurrentUser, Moment, ServicesDep, SessionDep
 from api.schemas.stats import StatsOut
 from config.database import utcnow
 from config.errors import InvalidInput
@@ -24,8 +24,8 @@ def stats(
     session: SessionDep,
     services: ServicesDep,
     unit: Annotated[DbId | None, Query(description="default: your own unit")] = None,
-    since: Annotated[datetime | None, Query(description="alerts created from; default: 30 days ago")] = None,
-    until: Annotated[datetime | None, Query(description="...until (excluded); default: now")] = None,
+    since: Annotated[Moment | None, Query(description="alerts created from; default: 30 days before until")] = None,
+    until: Annotated[Moment | None, Query(description="...until (excluded); default: now")] = None,
 ) -> dict[str, object]:
     """Per unit of the subtree (each figure covers the unit and everything under it): alerts by
     kind and state; seconds to acknowledge and to resolve (median, p90); closure rate (resolved

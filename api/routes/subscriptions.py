@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select, update
 
 from api.alerting.delivery import Delivery, DeliveryState
+from api.alerting.destinations import Destinations
 from api.alerting.subscriptions import Channel, Subscription
 from api.auth import Principal, Role, User
 from api.deps import CurrentUser, PathId, ServicesDep, SessionDep
@@ -62,6 +63,8 @@ def _unit_of(sub: Subscription, session: SessionDep) -> int:
 def create(body: SubscriptionCreate, user: CurrentUser, session: SessionDep,
            services: ServicesDep) -> dict[str, object]:
     unit = get_unit(session, body.unit_id or user.unit_id, user.scope)  # 404 outside your own subtree
+    if body.url is not None:
+        Destinations.from_settings(services.settings.security).check_url(str(body.url))  # 422 naming url
     secret = None
     sub = Subscription(user_id=user.user_id, name=body.name, unit_id=unit.id, kinds=body.kinds,
                        min_severity_rank=SEVERITIES.index(body.min_severity), addressed_only=body.addressed_only,
@@ -94,13 +97,14 @@ def read(subscription_id: PathId, user: CurrentUser, session: SessionDep) -> dic
 
 @router.patch("/{subscription_id}", response_model=SubscriptionOut)
 def change(subscription_id: PathId, body: SubscriptionUpdate, user: CurrentUser,
-           session: SessionDep) -> dict[str, object]:
+           session: SessionDep, services: ServicesDep) -> dict[str, object]:
     sub = _get(session, subscription_id, user)
     before = sub.public()
     given = body.model_dump(exclude_unset=True)
     if "url" in given:
         if sub.channel != Channel.webhook.value or body.url is None:
             raise InvalidInput("only a webhook subscription has a url, and it cannot be removed", field="url")
+        Destinations.from_settings(services.settings.security).check_url(str(body.url))  # 422 naming url
         sub.url = str(body.url)
     for name in ("name", "kinds", "addressed_only", "active"):
         if name in given and given[name] is not None:

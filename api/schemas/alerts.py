@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.audit import AuditOut
+from ingest.fields import Name, Reason
 
 
 class AlertOut(BaseModel):
@@ -69,9 +70,10 @@ class AlertEventOut(BaseModel):
 class ActionBody(BaseModel):
     """What an action needs: dispatch `assignee`; false_alarm and reopen `reason`; escalate
     takes an optional `reason`; acknowledge nothing. Resolve is sent as a form (feedback, and
-    an optional evidence file)."""
+    an optional evidence file). Both are one line: no control characters (they end up in
+    notifications, webhooks and the audit log, where a line break forges a line)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    assignee: str | None = Field(None, min_length=1, max_length=200, description="dispatch: who is sent")
-    reason: str | None = Field(None, min_length=1, max_length=4000)
+    assignee: Name | None = Field(None, description="dispatch: who is sent")
+    reason: Reason | None = None

@@ -39,6 +39,16 @@ class CameraOut(BaseModel):
     updated_at: datetime
 
 
+class CameraUpdateOut(CameraOut):
+    """The camera after a PATCH, and what happened to its credentials."""
+
+    credentials_dropped: bool = Field(
+        False, description="true when the stored credentials were removed because a stream URL's or the ONVIF "
+                           "endpoint's host or port changed and no new credentials came with the change: "
+                           "credentials are only ever sent to the host and port they were given for")
+    notice: str | None = Field(None, description="what the caller should do about it, when something was dropped")
+
+
 class CameraPage(BaseModel):
     items: list[CameraOut]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
@@ -51,13 +61,53 @@ class RowErrorOut(BaseModel):
 
 
 class ImportReportOut(BaseModel):
+    """What an import did. Only the first `security.import_errors_shown` errors are here."""
+
+    import_id: int
     encoding: str
     dry_run: bool
+    rows: int
+    created: int = Field(description="in a dry run: would be created")
+    updated: int = Field(description="in a dry run: would be updated (or found unchanged)")
+    unchanged: int
+    credentials_dropped: int = Field(
+        0, description="rows whose stream URL or ONVIF endpoint moved to another host or port without new "
+                       "credentials: the stored ones were removed (listed as notices at errors_url)")
+    errors_total: int = Field(description="rows refused, all of them")
+    errors: list[RowErrorOut] = Field(description="the first refused rows, in line order")
+    errors_url: str = Field(description="every refused row and notice, paged: GET it with the same token")
+
+
+class ImportRunOut(BaseModel):
+    """The record of one import (kept `security.import_keep_days` days)."""
+
+    id: int
+    actor: str
+    dry_run: bool
+    state: str = Field(description="running, done or failed (rows written before a failure stay)")
+    encoding: str
     rows: int
     created: int
     updated: int
     unchanged: int
-    errors: list[RowErrorOut]
+    credentials_dropped: int
+    errors: int
+    detail: str | None = Field(description="why it failed")
+    started_at: datetime
+    finished_at: datetime | None
+    errors_url: str
+
+
+class ImportProblemOut(BaseModel):
+    line: int
+    kind: str = Field(description="error: the row was refused; notice: applied, with a warning")
+    message: str
+
+
+class ImportProblemsPage(BaseModel):
+    import_id: int
+    items: list[ImportProblemOut]
+    next_after_line: int | None = Field(description="pass as ?after_line= for the next page; null on the last")
 
 
 class StreamFiguresOut(BaseModel):

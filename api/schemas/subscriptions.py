@@ -1,18 +1,39 @@
-"""Subscription bodies: filters and a channel (webhook or MQTT), and its deliveries."""
+"""Subscription bodies: filters and a channel (webhook or MQTT), and its deliveries.
+
+Names are single-line text (the shared `Name` type: no control characters, no line breaks);
+URLs, kinds and topic prefixes refuse control characters too: a 422 naming the field. Where a
+webhook may point is checked by the route (`api.alerting.destinations`), which knows the
+operator's allow and deny lists."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from api.alerting.subscriptions import Channel
 from config.alerting import Severity
-from ingest.fields import DbId
+from ingest.fields import DbId, Name
 from ingest.rules_spec import ArmedWindow
 
-TopicPrefix = Annotated[str, Field(min_length=1, max_length=150, pattern=r"^[^#+\x00]+$")]
+#: C0 (tab, CR, LF included), DEL, C1, line/paragraph separators, bidi overrides and isolates
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _no_control(value: object) -> object:
+    """Refuse control characters before a URL is parsed (the URL parser would drop tabs and
+    line breaks silently: what a user typed should be what is stored) or a topic is used."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+TopicPrefix = Annotated[str, BeforeValidator(_no_control), Field(min_length=1, max_length=150, pattern=r"^[^#+]+$")]
+#: an event kind (flame, smoke, camera_offline...): word characters, dots and dashes
+Kind = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32, pattern=r"^[\w.-]+$")]
+WebhookUrl = Annotated[AnyHttpUrl, BeforeValidator(_no_control)]
 #: hours of the local day the subscription is on, as the rules' armed windows are written
 Hours = ArmedWindow
 
@@ -20,9 +41,9 @@ Hours = ArmedWindow
 class SubscriptionFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     unit_id: DbId | None = Field(None, description="alerts of this unit's subtree; default: your own unit")
-    kinds: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+    kinds: list[Kind] = Field(
         default_factory=list, max_length=16, description="e.g. flame, smoke; empty: every kind")
     min_severity: Severity = "info"
     hours: Hours | None = None
@@ -31,7 +52,8 @@ class SubscriptionFilters(BaseModel):
 
 class SubscriptionCreate(SubscriptionFilters):
     channel: Channel
-    url: AnyHttpUrl | None = Field(None, description="webhook: where the JSON is POSTed")
+    url: WebhookUrl | None = Field(None, description="webhook: where the JSON is POSTed (not to this machine, "
+                                                     "link-local or multicast addresses; see README Security)")
     secret: str | None = Field(None, min_length=16, max_length=200,
                                description="webhook: the HMAC key; default: one is made and shown once")
     topic_prefix: TopicPrefix | None = Field(None, description="mqtt: topics are <prefix>/<unit code>/<kind>; "
@@ -49,12 +71,12 @@ class SubscriptionCreate(SubscriptionFilters):
 class SubscriptionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    kinds: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(None, max_length=16)
+    name: Name | None = None
+    kinds: list[Kind] | None = Field(None, max_length=16)
     min_severity: Severity | None = None
     hours: Hours | None = None
     addressed_only: bool | None = None
-    url: AnyHttpUrl | None = None
+    url: WebhookUrl | None = None
     active: bool | None = None
 
 

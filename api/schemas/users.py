@@ -8,8 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from api.auth import Role
 from ingest.fields import DbId, Name
 
-Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
-Password = Annotated[SecretStr, Field(min_length=8, max_length=256)]
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"  # ASCII only: lower() is the same on SQLite and PostgreSQL
+Username = Annotated[str, Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN,
+                                description="unique in any case: `Zhang` and `zhang` are one name")]
+#: the policy (length, common passwords, not the username) is checked by the route: api/passwords.py
+Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
 
 
 class TokenRequest(BaseModel):
@@ -43,6 +46,22 @@ class UserUpdate(BaseModel):
     unit_id: DbId | None = None
     display_name: Name | None = None
     active: bool | None = None
+
+
+class PasswordChange(BaseModel):
+    """A person changing their own password: the old one proves it is them, not someone at
+    their unlocked console."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    old_password: Annotated[SecretStr, Field(min_length=1, max_length=256)]
+    new_password: Password
+
+
+class TooManyTries(BaseModel):
+    detail: str
+    field: str
+    retry_after: int
 
 
 class UserOut(BaseModel):
