@@ -31,7 +31,7 @@ def _services(settings: Settings, redis_url: str | None = None):  # type: ignore
 def _secure_stored_credentials(services) -> None:  # type: ignore[no-untyped-def]
     """Bind credentials sealed by an older release to their camera's endpoints (and take any
     left inside stored URLs out), so that no worker sends them elsewhere. Idempotent."""
-    from ingest.camera_store import secure_stored_credentials
+    from ingest.camera_credentials import secure_stored_credentials
 
     with services.sessions() as session:
         changed = secure_stored_credentials(session, services.registry.cipher)
@@ -89,7 +89,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             print(f"Admin token (Authorization: Bearer ...): {token}", flush=True)
         app = create_app(services)
         log.info("serving", extra={"host": host, "port": port, "database": services.engine.url.get_backend_name()})
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        proxies = settings.security.trusted_proxies  # only they may say who the client is (X-Forwarded-For)
+        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                    proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None)
         services.close()
     finally:
         children.stop()

@@ -57,6 +57,10 @@ class SecuritySettings(BaseModel):
         None, description="when set, GET /metrics needs `Authorization: Bearer <metrics_token>`")
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["*"], description="Host header values the API answers (`*`: any)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of reverse proxies whose X-Forwarded-For names the client (sign-in throttling "
+                    "counts per client address); empty: the connection's own address, whatever headers say")
 
     # -- audit checkpoints -----------------------------------------------------------------------
     audit_checkpoint_dir: Path | None = Field(

@@ -14,11 +14,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import Session
 
 from config.errors import Conflict, InvalidInput, LookoutError, NotFound
 from ingest import audit
+from ingest.camera_credentials import (
+    CREDENTIALS_DROPPED,
+    ENDPOINT_FIELDS,
+    credentials_after,
+    endpoints_of,
+    take_credentials,
+)
 from ingest.camera_search import text_match
 from ingest.camera_spec import CameraPatch, CameraSpec
 from ingest.cameras import Camera, CameraTag
@@ -26,65 +33,15 @@ from ingest.fields import DB_INT_MAX
 from ingest.credentials import (
     CredentialCipher,
     Credentials,
-    UrlForm,
-    endpoint_of,
     onvif_endpoint,
-    split_userinfo,
 )
 from ingest.registry_feed import RegistryFeed
 from ingest.rules_spec import RulesSpec
 from ingest.units import Unit, in_scope, subtree_ids
 
-URL_FIELDS = ("main_stream_url", "sub_stream_url")
-ENDPOINT_FIELDS = (*URL_FIELDS, "onvif_host", "onvif_port")
 #: Shown for a device id another camera has, inside the caller's scope or not: the unique
 #: constraint forces a refusal, but which camera or unit holds the id is not the caller's to learn.
 DEVICE_ID_TAKEN = "device_id not available"
-CREDENTIALS_DROPPED = ("the stored credentials were removed because a stream URL or the ONVIF endpoint now "
-                       "points at another host or port; send username and password for the new one")
-
-
-def endpoints_of(values: Mapping[str, Any]) -> set[str]:
-    """`host:port` of every place a camera's credentials may be sent: its stream URLs and
-    its ONVIF endpoint."""
-    found = {endpoint_of(values.get(name)) for name in URL_FIELDS}
-    found.add(onvif_endpoint(values.get("onvif_host"), values.get("onvif_port")))
-    return {endpoint for endpoint in found if endpoint}
-
-
-def carried_forms(old: Credentials | None, before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, UrlForm]:
-    """The credential forms of `old` that still apply after a write: a URL whose path changed
-    but whose endpoint did not keeps the form its predecessor had."""
-    if old is None or not old.forms:
-        return {}
-    forms = {}
-    for name in URL_FIELDS:
-        was, now = before.get(name), after.get(name)
-        if was and now and was in old.forms and endpoint_of(was) == endpoint_of(now):
-            forms[now] = old.forms[was]
-    return forms
-
-
-def credentials_after(old: Credentials | None, before: Mapping[str, Any], after: Mapping[str, Any],
-                      new: Credentials | None) -> tuple[Credentials | None, bool]:
-    """The credentials a camera holds after a write, and whether the old ones were dropped.
-
-    `before` / `after`: the camera's URL and ONVIF fields either side of the write; `new`:
-    credentials that came with the write (their `forms` say where they sat in its URLs).
-    New ones belong to every endpoint the camera has after the write. Old ones stay only while
-    every endpoint stays one they were given for; legacy ones (sealed before endpoints were
-    recorded) belong to the endpoints the camera had before the write."""
-    endpoints = endpoints_of(after)
-    if new is not None:
-        forms = carried_forms(old, before, after)
-        forms.update({url: form for url, form in new.forms.items() if url in after.values()})
-        return new.bound(endpoints, forms), False
-    if old is None:
-        return None, False
-    held = old.endpoints if old.endpoints is not None else frozenset(endpoints_of(before))
-    if not endpoints <= held:
-        return None, True
-    return old.bound(held, carried_forms(old, before, after)), False
 
 
 @dataclass(slots=True)
@@ -157,24 +114,6 @@ class CameraRegistry:
         if unit is None or not in_scope(unit.path, scope):
             raise NotFound(f"unit {unit_id} not found", field="unit_id", unit_id=unit_id)
         return unit
-
-    @staticmethod
-    def take_credentials(values: dict[str, Any], explicit: Credentials | None) -> Credentials | None:
-        """Take credentials out of the URLs in `values` (in place: userinfo, query string, NVR
-        path form); the credentials that came with them, if any, with the forms they had.
-
-        Explicit credentials win over ones embedded in a URL; the returned ones are not yet
-        bound to endpoints (see `credentials_after`)."""
-        found = explicit
-        forms: dict[str, UrlForm] = {}
-        for name in URL_FIELDS:
-            url = values.get(name)
-            if url:
-                values[name], embedded = split_userinfo(url)
-                if embedded is not None:
-                    forms.update(embedded.forms)
-                    found = found or embedded
-        return found.bound((), forms) if found is not None else None
 
     def check_device_id(self, session: Session, device_id: str | None, camera_id: int | None = None) -> None:
         """Refuse a device id another camera has, wherever that camera is, with one message."""
@@ -269,7 +208,7 @@ class CameraRegistry:
         explicit = None
         if spec.username is not None or spec.password is not None:
             explicit = Credentials(spec.username or "", spec.password.get_secret_value() if spec.password else "")
-        given = self.take_credentials(values, explicit)
+        given = take_credentials(values, explicit)
         values["credentials_sealed"] = self.seal(credentials_after(None, {}, values, given)[0])
         camera = Camera(**values)
         camera.tags = spec.tags
@@ -301,7 +240,7 @@ class CameraRegistry:
             except LookoutError:  # sealed under another key: kept as it is unless the camera moves
                 unreadable = True
         endpoints_before = {name: before[name] for name in ENDPOINT_FIELDS}
-        embedded = self.take_credentials(changes, None)
+        embedded = take_credentials(changes, None)
         endpoints_after = {**endpoints_before, **{k: v for k, v in changes.items() if k in ENDPOINT_FIELDS}}
         new = embedded
         if patch.username is not None or patch.password is not None:
@@ -406,51 +345,3 @@ class CameraRegistry:
             select(Camera.network, Camera.status, func.count()).group_by(Camera.network, Camera.status)
         )
         return [(n, s, int(c)) for n, s, c in rows]
-
-
-def secure_stored_credentials(session: Session, cipher: CredentialCipher, batch: int = 500) -> int:
-    """Bring rows stored before credentials were bound to endpoints up to date; the number of
-    cameras changed. Idempotent; meant to run once at start after the upgrade.
-
-    - credentials sealed without endpoints are re-sealed, bound to the endpoints their camera
-      has now: from then on `join_userinfo` sends them nowhere else, whatever happens to the row;
-    - credentials still inside a stored URL (userinfo, query string or NVR path form, stored
-      before they were taken out) are taken out and sealed, so the API shows them no more.
-
-    It cannot tell whether a URL was already pointed somewhere wrong before the upgrade: the
-    README says to re-enter credentials of cameras whose URLs changed recently. Commits every
-    `batch` cameras, so it never holds the write lock for long."""
-    done, after = 0, 0
-    suspicious = or_(*(column.like(pattern) for column in (Camera.main_stream_url, Camera.sub_stream_url)
-                       for pattern in ("%@%", "%=%")))
-    while True:
-        rows = session.execute(
-            select(Camera.id, Camera.credentials_sealed, Camera.main_stream_url, Camera.sub_stream_url,
-                   Camera.onvif_host, Camera.onvif_port)
-            .where(Camera.id > after, or_(Camera.credentials_sealed.is_not(None), suspicious))
-            .order_by(Camera.id).limit(batch)
-        ).all()
-        if not rows:
-            return done
-        updates = []
-        for camera_id, sealed, main, sub, host, port in rows:
-            try:
-                old = cipher.open(sealed, camera_id) if sealed else None
-            except LookoutError:
-                continue  # another key: nothing can be done here, the worker reports it
-            where: dict[str, Any] = {"main_stream_url": main, "sub_stream_url": sub, "onvif_host": host,
-                                     "onvif_port": port}
-            embedded = CameraRegistry.take_credentials(where, None)
-            if embedded is None and (old is None or old.endpoints is not None):
-                continue
-            pair = old or embedded
-            assert pair is not None
-            forms = {**(old.forms if old else {}), **(embedded.forms if embedded else {})}
-            bound = Credentials(pair.username, pair.password).bound(endpoints_of(where), forms)
-            updates.append({"id": camera_id, "main_stream_url": where["main_stream_url"],
-                            "sub_stream_url": where["sub_stream_url"], "credentials_sealed": cipher.seal(bound)})
-        if updates:
-            session.execute(update(Camera), updates)
-            done += len(updates)
-        session.commit()
-        after = rows[-1][0]

@@ -72,7 +72,7 @@ class Credentials:
     """A username and password, and where they may be sent.
 
     `endpoints` is None only for credentials sealed before endpoints were recorded (see
-    `ingest.camera_store.secure_stored_credentials`). Neither `endpoints` nor `forms` takes
+    `ingest.camera_credentials.secure_stored_credentials`). Neither `endpoints` nor `forms` takes
     part in equality: two pairs with the same username and password are the same credentials."""
 
     username: str

@@ -1,10 +1,6 @@
-"""Bulk import of cameras from CSV, as technicians export them from spreadsheets.
+"""Bulk import of cameras from CSV, as technicians export them from spreadsheets (the file
+itself, its encodings and columns: `ingest.csv_file`).
 
-- Encoding: UTF-8 with or without BOM, or GBK/GB18030 (Chinese Excel's default), detected
-  by trying a strict UTF-8 decode of the whole file first: GBK text of any length is
-  essentially never valid UTF-8.
-- Columns: see `COLUMNS` (English names or the Chinese headers in the template). Unknown
-  columns stop the import before anything is written, so a typo never drops a field silently.
 - Scope: a row may only name a unit inside the importer's scope, and its upsert only ever
   matches cameras inside that scope. A `device_id` that another camera outside the scope
   holds is the row error "device_id not available", in dry runs too, naming nothing else:
@@ -14,10 +10,10 @@
   cells: empty ones keep the stored credentials, unless the row moves a stream URL or the
   ONVIF endpoint to another host or port (then they are dropped, and the row gets a notice).
   Columns missing from the file leave their fields as they are.
-- Size: the file is read twice as a stream, never whole: a first pass detects the encoding,
-  checks the header and the CSV structure and counts the rows against `max_rows`, so that a
-  file-level problem stops the import before anything is written; the second validates and
-  writes. Memory stays bounded by one batch, plus ~24 bytes per row for finding rows that
+- Size: the file is read twice as a stream, never whole: a first pass (`csv_file.scan`)
+  detects the encoding, checks the header and the CSV structure and counts the rows against
+  `max_rows`, so that a file-level problem stops the import before anything is written; the
+  second validates and writes. Memory stays bounded by one batch, plus ~24 bytes per row for finding rows that
   repeat a device id or name.
 - Writes: batch by batch, each batch in its own short transaction (cameras, tags, search
   rows, its error rows, then its audit rows, which take the audit chain's head lock last),
@@ -29,14 +25,10 @@
 
 from __future__ import annotations
 
-import codecs
-import csv
-import hashlib
 import io
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -47,44 +39,25 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config.database import utcnow
-from config.errors import InvalidInput, LookoutError
 from ingest import audit, camera_search
 from ingest.camera_imports import CLI_SCOPE, MESSAGE_MAX, CameraImport, CameraImportRow, purge
 from ingest.camera_spec import CameraSpec
-from ingest.camera_store import DEVICE_ID_TAKEN, ENDPOINT_FIELDS, CameraRegistry, credentials_after, endpoints_of
+from ingest.camera_credentials import credentials_after, sealed_after_write, take_credentials
+from ingest.camera_store import DEVICE_ID_TAKEN, CameraRegistry
 from ingest.cameras import Camera, CameraTag
 from ingest.credentials import Credentials
+from ingest.csv_file import records, scan
+from ingest.seen_keys import SeenKeys
 from ingest.units import Unit, in_scope
 
 log = logging.getLogger("lookout.import")
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "name": ("名称", "点位名称"),
-    "network": ("网络", "所属网络"),
-    "unit_code": ("单位编码", "区划代码"),
-    "owner": ("权属单位", "所属部门"),
-    "longitude": ("经度",),
-    "latitude": ("纬度",),
-    "address": ("地址", "安装地址"),
-    "main_stream_url": ("主码流",),
-    "sub_stream_url": ("子码流",),
-    "onvif_host": ("ONVIF地址",),
-    "onvif_port": ("ONVIF端口",),
-    "device_id": ("国标编码", "设备编码"),
-    "username": ("用户名",),
-    "password": ("密码",),
-    "tags": ("标签",),
-    "enabled": ("启用",),
-}
-REQUIRED = ("name", "network", "unit_code")
 TRUE = {"1", "true", "yes", "y", "是", "启用"}
 FALSE = {"0", "false", "no", "n", "否", "停用"}
 DATA_FIELDS = (
     "name", "network", "unit_id", "owner", "latitude", "longitude", "address", "main_stream_url",
     "sub_stream_url", "onvif_host", "onvif_port", "device_id", "enabled",
 )
-READ_BYTES = 1 << 20
-MAX_LINE_CHARS = 1 << 20  # no camera row is near this; a file without line breaks stops here
 FIRST_BATCH_ROWS = 500
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 50, 5000
 #: Seconds one batch's write transaction aims at: the longest an alert action waits for it.
@@ -92,13 +65,6 @@ WRITE_BUDGET_SECONDS = 0.08
 FEED_EVERY_SECONDS = 10.0  # how often a long import tells the workers to re-read the registry
 RETRIES = 3  # a batch whose insert races another writer's is resolved again this many times
 Progress = Callable[[str, int, int], None]
-_EOL = re.compile(r"\r\n|\r|\n")
-
-
-class ImportTooLarge(LookoutError):
-    """The file holds more rows (or bytes) than one import may (413), found before anything is written."""
-
-    status = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,179 +87,12 @@ class ImportReport:
     import_id: int | None = None
 
 
-def template() -> str:
-    """The downloadable template: English header, Chinese header names accepted as well."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(list(COLUMNS))
-    writer.writerow([
-        "东门广场1号", "xueliang", "330199001001", "城关镇综治办", "120.1551", "30.2741",
-        "东门广场北侧", "rtsp://10.0.0.7:554/Streaming/Channels/101",
-        "rtsp://10.0.0.7:554/Streaming/Channels/102", "10.0.0.7", "80",
-        "33010200001320000001", "admin", "change-me", "广场;人员密集", "true",
-    ])
-    return out.getvalue()
-
-
-# -- reading the file as a stream --------------------------------------------------------------------
-
-class _Undecodable(Exception):
-    def __init__(self, line: int) -> None:
-        super().__init__(line)
-        self.line = line
-
-
-def _text_chunks(source: IO[bytes], encoding: str) -> Iterator[str]:
-    """The file decoded incrementally, `READ_BYTES` at a time; `_Undecodable(line)` on bad bytes."""
-    source.seek(0)
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
-    newlines = 0
-    while True:
-        chunk = source.read(READ_BYTES)
-        final = not chunk
-        try:
-            piece = decoder.decode(chunk, final=final)
-        except UnicodeDecodeError as exc:
-            raise _Undecodable(newlines + chunk[: max(0, exc.start)].count(b"\n") + 1) from None
-        newlines += chunk.count(b"\n")
-        if piece:
-            yield piece
-        if final:
-            return
-
-
-def _lines(chunks: Iterable[str]) -> Iterator[str]:
-    """Lines with their endings (\\r\\n, \\r or \\n, as `newline=""` gives them to csv)."""
-    pending, number = "", 1
-    for piece in chunks:
-        pending += piece
-        end = len(pending) - 1 if pending.endswith("\r") else len(pending)  # maybe half of \r\n
-        start = 0
-        for match in _EOL.finditer(pending, 0, end):
-            yield pending[start:match.end()]
-            start = match.end()
-            number += 1
-        pending = pending[start:]
-        if len(pending) > MAX_LINE_CHARS:
-            raise InvalidInput(f"line {number}: longer than {MAX_LINE_CHARS} characters; nothing was imported",
-                               field="file")
-    if pending:
-        yield pending
-
-
-def _records(source: IO[bytes], encoding: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number where the row starts, cells), skipping blank lines."""
-    reader = csv.reader(_lines(_text_chunks(source, encoding)))
-    start = 1
-    try:
-        for cells in reader:
-            if any(cell.strip() for cell in cells):
-                yield start, cells
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise InvalidInput(f"line {reader.line_num}: unreadable CSV ({exc}); nothing was imported",
-                           field="file") from None
-
-
-def _header(names: list[str]) -> dict[str, int]:
-    lookup = {alias: key for key, aliases in COLUMNS.items() for alias in (key, *aliases)}
-    positions: dict[str, int] = {}
-    unknown = []
-    for index, raw in enumerate(names):
-        name = raw.strip().lstrip("\ufeff")
-        key = lookup.get(name) or lookup.get(name.lower())
-        if key is None:
-            if name:
-                unknown.append(name)
-            continue
-        positions[key] = index
-    if unknown:
-        raise InvalidInput(
-            f"line 1: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}", field="file"
-        )
-    missing = [c for c in REQUIRED if c not in positions]
-    if missing:
-        raise InvalidInput(f"line 1: missing required column(s) {', '.join(missing)}", field="file")
-    return positions
-
-
-def _scan(source: IO[bytes], encoding: str, max_rows: int | None) -> tuple[dict[str, int], int]:
-    """First pass: the header's columns and the number of data rows; raises on anything that
-    must stop the import before a row is written."""
-    records = _records(source, encoding)
-    first = next(records, None)
-    if first is None:
-        raise InvalidInput("the file is empty", field="file")
-    positions = _header(first[1])
-    rows = 0
-    for _ in records:
-        rows += 1
-        if max_rows is not None and rows > max_rows:
-            raise ImportTooLarge(f"the file has more than {max_rows} rows, the most one import may hold "
-                              "(security.import_max_rows); split it, nothing was imported", field="file",
-                              limit=max_rows)
-    return positions, rows
-
-
-def scan(source: IO[bytes], max_rows: int | None = None) -> tuple[str, dict[str, int], int]:
-    """(encoding name, header columns, data rows) of a CSV file, read as a stream."""
-    source.seek(0)
-    if source.read(3) == b"\xef\xbb\xbf":
-        tries = [("utf-8-sig", "utf-8-sig")]
-    else:
-        tries = [("utf-8", "utf-8"), ("gb18030", "gbk")]
-    for codec, name in tries:
-        try:
-            positions, rows = _scan(source, codec, max_rows)
-            return name, positions, rows
-        except _Undecodable as exc:
-            line = exc.line
-    raise InvalidInput(f"file is neither UTF-8 nor GBK (undecodable bytes on line {line})", field="file")
-
-
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"] if not isinstance(p, int)) or "row"
         parts.append(f"{where}: {item['msg']}")
     return "; ".join(parts)
-
-
-# -- keys seen earlier in the file -----------------------------------------------------------------
-
-class _SeenKeys:
-    """Device ids and (unit, name) keys of the rows accepted so far, with their lines.
-
-    Kept as 64-bit hashes in sorted numpy runs (merged as they grow, so there are only
-    log(n) of them): 12 bytes a key, where a dict of strings costs ~150. A hash collision
-    (about one in 10^7 for a million-row file) reports a false duplicate, never a lost one."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
-
-    @staticmethod
-    def digest(key: str) -> int:
-        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
-
-    def lookup(self, hashes: np.ndarray) -> np.ndarray:
-        """The line each hash was first seen on, 0 where it was not."""
-        found = np.zeros(len(hashes), np.int64)
-        for keys, lines in self.runs:
-            at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
-            hit = (keys[at] == hashes) & (found == 0)
-            found[hit] = lines[at[hit]]
-        return found
-
-    def add(self, hashes: np.ndarray, lines: np.ndarray) -> None:
-        if not len(hashes):
-            return
-        order = np.argsort(hashes, kind="stable")
-        self.runs.append((hashes[order], lines[order].astype(np.int64)))
-        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
-            newer, older = self.runs.pop(), self.runs.pop()
-            keys, lines = np.concatenate([older[0], newer[0]]), np.concatenate([older[1], newer[1]])
-            order = np.argsort(keys, kind="stable")
-            self.runs.append((keys[order], lines[order]))
 
 
 # -- one import ------------------------------------------------------------------------------------
@@ -305,7 +104,7 @@ class _Planned:
     tags: list[str] | None  # None: no tags column, keep the stored tags
     credentials: Credentials | None  # explicit cells, or taken from the URLs
     target: int | None = None  # existing camera id to update, or None to create
-    keys: tuple[int, ...] = ()  # hashes for _SeenKeys
+    keys: tuple[int, ...] = ()  # hashes for SeenKeys
 
 
 @dataclass(slots=True)
@@ -335,7 +134,7 @@ class CameraImporter:
         self.labels = {label: code for code, label in registry.networks.items()}
         self.batch_rows = FIRST_BATCH_ROWS
         self.locked_seconds = 0.0  # how long the last batch held the write transaction
-        self.seen = _SeenKeys()
+        self.seen = SeenKeys()
         self.fields: set[str] = set()
         self.positions: dict[str, int] = {}
         self._units: dict[str, tuple[int, str]] = {}
@@ -361,11 +160,11 @@ class CameraImporter:
         log.info("camera_import_started", extra={"import_id": run.id, "actor": self.actor, "rows": total,
                                                  "encoding": encoding, "dry_run": dry_run})
         try:
-            records = _records(source, codec)
-            next(records)  # the header, checked by the scan
+            rows = records(source, codec)
+            next(rows)  # the header, checked by the scan
             done = 0
             while True:
-                chunk = [record for _, record in zip(range(self.batch_rows), records)]
+                chunk = [record for _, record in zip(range(self.batch_rows), rows)]
                 if not chunk:
                     break
                 self._batch(chunk, report, dry_run)
@@ -483,7 +282,7 @@ class CameraImporter:
         explicit = None
         if spec.username is not None or spec.password is not None:
             explicit = Credentials(spec.username or "", spec.password.get_secret_value() if spec.password else "")
-        given = self.registry.take_credentials(values, explicit)  # URLs lose theirs here, before anything else
+        given = take_credentials(values, explicit)  # URLs lose theirs here, before anything else
         tags = sorted(set(spec.tags)) if "tags" in positions else None
         return _Planned(line, values, tags, given)
 
@@ -505,7 +304,7 @@ class CameraImporter:
                     select(Camera.id, Camera.device_id, Camera.unit_id, Camera.name)
                     .where(Camera.name.in_(names[start:start + 900]), Camera.unit_id.in_(unit_ids))):
                 by_name[(uid, name)] = (cid, dev)
-        digest = _SeenKeys.digest
+        digest = SeenKeys.digest
         hashes = [(digest(f"d\0{p.values['device_id']}") if p.values.get("device_id") else 0,
                    digest(f"n\0{p.values['unit_id']}\0{p.values['name']}")) for p in validated]
         flat = np.array([h for pair in hashes for h in pair], np.uint64)
@@ -581,7 +380,8 @@ class CameraImporter:
             camera = current[plan.target]  # type: ignore[index]
             values = dict(plan.values)
             before = camera.public()
-            sealed, creds_changed, dropped = self._credentials(camera, before, values, plan.credentials)
+            sealed, creds_changed, dropped = sealed_after_write(self.registry.cipher, camera, before, values,
+                                                                 plan.credentials)
             same_tags = plan.tags is None or before["tags"] == plan.tags
             if all(before[k] == v for k, v in values.items()) and same_tags and not creds_changed:
                 batch.unchanged += 1
@@ -635,30 +435,6 @@ class CameraImporter:
         batch.created, batch.updated = len(create_rows), len(changed_rows)
         if create_rows or changed_rows:
             self._unpublished = True
-
-    def _credentials(self, camera: Camera, before: Mapping[str, Any], values: Mapping[str, Any],
-                     given: Credentials | None) -> tuple[str | None, bool, bool]:
-        """(sealed credentials to store, whether they change, whether the old ones were dropped)."""
-        was = {name: before[name] for name in ENDPOINT_FIELDS}
-        now = {**was, **{k: v for k, v in values.items() if k in ENDPOINT_FIELDS}}
-        try:
-            old = self.registry.credentials(camera)
-        except LookoutError:  # sealed under another key: kept as it is unless the camera moves or new ones come
-            if given is not None:
-                return self.registry.seal(credentials_after(None, was, now, given)[0]), True, False
-            moved = endpoints_of(now) != endpoints_of(was)
-            return (None, True, True) if moved else (camera.credentials_sealed, False, False)
-        if given is not None and old is not None and given == old and old.endpoints is not None:
-            kept, dropped = credentials_after(old, was, now, None)
-            if kept is not None and all(old.forms.get(url) == form for url, form in given.forms.items()):
-                return camera.credentials_sealed, False, False  # the same pair, for where it already belongs
-        result, dropped = credentials_after(old, was, now, given)
-        if result is None:
-            return None, old is not None, dropped
-        same_binding = old is not None and old.endpoints == result.endpoints and dict(old.forms) == dict(result.forms)
-        if given is None and same_binding:
-            return camera.credentials_sealed, False, False
-        return self.registry.seal(result), True, dropped
 
     def _write_problems(self, batch: _Batch, report: ImportReport) -> None:
         rows = [{"import_id": report.import_id, "line": e.line, "kind": kind, "message": e.message[:MESSAGE_MAX]}

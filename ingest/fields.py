@@ -9,7 +9,7 @@ One definition each, so a value the API refuses is refused the same way in a CSV
   store NUL, and nothing a technician types on one line needs any of them.
 - `MultilineText` (a resolved alert's feedback) keeps line breaks (CR LF and CR become LF) and
   tabs, and refuses every other control character.
-- Codes are ASCII digits only: `\d` would also take full-width and other scripts' digits, and
+- Codes are ASCII digits only: `\\d` would also take full-width and other scripts' digits, and
   `３３０１…` would be a second unit next to `3301…`.
 - A `file:` URL is `file:///absolute/path` and nothing else (`ingest.media_paths`).
 """

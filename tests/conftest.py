@@ -6,11 +6,14 @@ once on PostgreSQL (`LOOKOUT_TEST_PG`, default the machine's server on 127.0.0.1
 
 from __future__ import annotations
 
+import io
+import logging
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import os
@@ -27,6 +30,7 @@ from api.auth import Role, User, hash_password, issue_token
 from api.migrate import upgrade
 from api.services import Services, build_services
 from config.database import Base, make_engine
+from config.logging import JsonFormatter
 from config.redis_server import find_redis_server
 from config.settings import Settings
 from ingest.audit import GENESIS, AuditHead
@@ -227,3 +231,20 @@ def model_files() -> dict[str, Path]:
     from models.manifest import manifests
 
     return build(MODEL_CACHE, manifests())
+
+
+@contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line of the block (DEBUG and up), as Lookout's JSON formatter writes them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)

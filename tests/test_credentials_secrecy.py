@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.services import Services
-from config.logging import JsonFormatter
 from ingest.cameras import Camera
 from ingest.credentials import Credentials
-from tests.conftest import Tree, camera_body
+from tests.conftest import Tree, camera_body, captured_logs
 
 USER, PASSWORD = "svc-viewer-7731", "Pa55-w0rd-9921"
 URL_USER, URL_PASSWORD = "urluser-4410", "urlsecret-5532"
@@ -21,14 +18,7 @@ URL_USER, URL_PASSWORD = "urluser-4410", "urlsecret-5532"
 
 def test_credentials_never_leave_in_responses_or_logs(client: TestClient, services: Services, tree: Tree,
                                                      login) -> None:  # type: ignore[no-untyped-def]
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.DEBUG)
-    try:
+    with captured_logs() as stream:
         admin = login("admin", tree.county)
         bodies: list[str] = []
         created = client.post("/api/v1/cameras", headers=admin, json=camera_body(
@@ -59,9 +49,6 @@ def test_credentials_never_leave_in_responses_or_logs(client: TestClient, servic
         bodies.append(client.post("/api/v1/cameras/import", files={"file": ("c.csv", csv)}, headers=admin).text)
         bodies.append(client.get("/api/v1/audit", headers=admin).text)
         bodies.append(client.get("/metrics").text)
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
     logs = stream.getvalue()
     assert "http_request" in logs  # the log really captured the requests
     for secret in (USER, PASSWORD, URL_USER, URL_PASSWORD):

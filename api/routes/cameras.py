@@ -25,7 +25,8 @@ from config.errors import Conflict
 from ingest import camera_imports
 from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
 from ingest.cameras import CameraStatus
-from ingest.csv_import import CameraImporter, ImportTooLarge, template
+from ingest.csv_file import ImportTooLarge, template
+from ingest.csv_import import CameraImporter
 from ingest.fields import DbId, Tag, Text
 from ingest.rules_spec import RulesSpec, stored_spec
 from ingest.stream_figures import read_figures

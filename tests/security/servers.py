@@ -4,6 +4,7 @@ uvicorn's own log lines."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,3 +84,65 @@ class Feeds:
 
     def ended(self) -> bool:
         return self.sse_ended.is_set() and self.ws_ended.is_set()
+
+
+class FakeRtspCamera:
+    """A camera's (or an attacker's) RTSP port: records every request (`requests`, and every
+    byte in `raw`), answers 401 with the challenges given (Digest, as many cameras ask, unless
+    told otherwise), and 404 once a request is authorised, so that no media is needed."""
+
+    def __init__(self, challenges: list[str] | None = None) -> None:
+        self.challenges = challenges if challenges is not None else ['Digest realm="camera", nonce="0a1b2c"']
+        self.requests: list[str] = []
+        self.raw = b""
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "live") -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{path}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        buffer = b""
+        conn.settimeout(5)
+        with conn:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                self.raw += chunk
+                buffer += chunk
+                while b"\r\n\r\n" in buffer:
+                    head, buffer = buffer.split(b"\r\n\r\n", 1)
+                    request = head.decode("latin-1")
+                    self.requests.append(request)
+                    cseq = next((line.split(":", 1)[1].strip() for line in request.split("\r\n")
+                                 if line.lower().startswith("cseq:")), "0")
+                    if "\nauthorization:" in request.lower():
+                        reply = f"RTSP/1.0 404 Not Found\r\nCSeq: {cseq}\r\n\r\n"
+                    else:
+                        lines = "".join(f"WWW-Authenticate: {c}\r\n" for c in self.challenges)
+                        reply = f"RTSP/1.0 401 Unauthorized\r\nCSeq: {cseq}\r\n{lines}\r\n"
+                    conn.sendall(reply.encode())
+
+    def authorizations(self) -> list[str]:
+        return [line.split(":", 1)[1].strip() for request in self.requests for line in request.split("\r\n")
+                if line.lower().startswith("authorization:")]
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()

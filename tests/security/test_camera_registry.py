@@ -13,23 +13,19 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import logging
-import socket
-import threading
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
 from api.services import Services
-from config.logging import JsonFormatter
 from ingest.audit import AuditEntry
 from ingest.cameras import Camera
 from ingest.credentials import Credentials, join_userinfo, split_userinfo
 from ingest.stream_reader import StreamReader
-from tests.conftest import Tree, camera_body, wait_for
+from tests.conftest import Tree, camera_body, captured_logs, wait_for
+from tests.security.servers import FakeRtspCamera
 
 SECRET_USER, SECRET_PASSWORD = "ops-9137", "Kx7-vault-2288"
 DEVICE = "33010200001320000777"
@@ -111,68 +107,7 @@ def test_village_technician_cannot_probe_or_take_a_device_id_through_the_api(
 
 # -- hole 2: password extraction by changing the stream host ----------------------------------
 
-class FakeRtsp:
-    """A camera's (or an attacker's) RTSP port: records every request, answers 401 with the
-    challenges given, and 404 once a request is authorised, so that no media is needed."""
-
-    def __init__(self, challenges: list[str]) -> None:
-        self.challenges = challenges
-        self.requests: list[str] = []
-        self.raw = b""
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "live") -> str:
-        return f"rtsp://127.0.0.1:{self.port}/{path}"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        buffer = b""
-        conn.settimeout(5)
-        with conn:
-            while not self._stop.is_set():
-                try:
-                    chunk = conn.recv(65536)
-                except OSError:
-                    return
-                if not chunk:
-                    return
-                self.raw += chunk
-                buffer += chunk
-                while b"\r\n\r\n" in buffer:
-                    head, buffer = buffer.split(b"\r\n\r\n", 1)
-                    request = head.decode("latin-1")
-                    self.requests.append(request)
-                    cseq = next((line.split(":", 1)[1].strip() for line in request.split("\r\n")
-                                 if line.lower().startswith("cseq:")), "0")
-                    if "\nauthorization:" in request.lower():
-                        reply = f"RTSP/1.0 404 Not Found\r\nCSeq: {cseq}\r\n\r\n"
-                    else:
-                        lines = "".join(f"WWW-Authenticate: {c}\r\n" for c in self.challenges)
-                        reply = f"RTSP/1.0 401 Unauthorized\r\nCSeq: {cseq}\r\n{lines}\r\n"
-                    conn.sendall(reply.encode())
-
-    def authorizations(self) -> list[str]:
-        return [line.split(":", 1)[1].strip() for request in self.requests for line in request.split("\r\n")
-                if line.lower().startswith("authorization:")]
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-
-
-def read_like_the_worker(services: Services, camera_id: int, server: FakeRtsp, requests: int = 3) -> None:
+def read_like_the_worker(services: Services, camera_id: int, server: FakeRtspCamera, requests: int = 3) -> None:
     """What the worker does with a camera (ingest.camera_runner): the stored URL, the sealed
     credentials joined back in by `join_userinfo`, a StreamReader; until `server` saw enough."""
     with services.sessions() as session:
@@ -197,7 +132,7 @@ def _basic(user: str, password: str) -> str:
 
 def test_technician_pointing_the_stream_at_his_host_gets_no_password(
         client: TestClient, services: Services, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
-    camera_port, attacker = FakeRtsp(['Basic realm="cam"']), FakeRtsp(['Basic realm="trap"'])
+    camera_port, attacker = FakeRtspCamera(['Basic realm="cam"']), FakeRtspCamera(['Basic realm="trap"'])
     try:
         admin, tech = login("admin", tree.county), login("technician", tree.village_a1)
         cam = client.post("/api/v1/cameras", headers=admin, json=camera_body(
@@ -227,7 +162,7 @@ def test_a_row_moved_behind_the_apis_back_still_sends_no_password(
         client: TestClient, services: Services, tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
     """Rows changed before the fix, or by hand in the database: the credentials stay with the
     host and port they were given for, whatever the URL now says (join_userinfo refuses)."""
-    attacker = FakeRtsp(['Basic realm="trap"'])
+    attacker = FakeRtspCamera(['Basic realm="trap"'])
     try:
         admin = login("admin", tree.county)
         cam = client.post("/api/v1/cameras", headers=admin, json=camera_body(
@@ -246,7 +181,7 @@ def test_a_row_moved_behind_the_apis_back_still_sends_no_password(
                                         ['Digest realm="cam", nonce="5e1f"', 'Basic realm="cam"']])
 def test_camera_offering_digest_never_gets_basic_and_nothing_is_sent_unasked(
         services: Services, tree: Tree, challenges: list[str], client: TestClient, login) -> None:  # type: ignore[no-untyped-def]
-    camera_port = FakeRtsp(challenges)
+    camera_port = FakeRtspCamera(challenges)
     try:
         admin = login("admin", tree.county)
         cam = client.post("/api/v1/cameras", headers=admin, json=camera_body(
@@ -328,15 +263,8 @@ def test_password_in_query_or_path_is_sealed_and_put_back_only_for_the_reader(sh
 
 def test_query_string_passwords_appear_nowhere(client: TestClient, services: Services, tree: Tree,
                                                login) -> None:  # type: ignore[no-untyped-def]
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.DEBUG)
     bodies: list[str] = []
-    try:
+    with captured_logs() as stream:
         tech = login("technician", tree.village_a1)
         main = SHAPES[0].format(u=SECRET_USER, p=SECRET_PASSWORD)
         sub = SHAPES[1].format(u=SECRET_USER, p=SECRET_PASSWORD)
@@ -362,9 +290,6 @@ def test_query_string_passwords_appear_nowhere(client: TestClient, services: Ser
             bodies.append(client.get(url, headers=login("admin", tree.county)).text)
         assert services.redis is not None
         bodies.append(json.dumps([fields for _, fields in services.redis.xrange("lookout:registry")], default=str))
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old_level)
     logs = stream.getvalue()
     for body in bodies + [logs]:
         assert SECRET_PASSWORD not in body and SECRET_USER not in body
@@ -413,7 +338,7 @@ def test_rows_stored_before_the_fix_are_bound_and_cleaned_at_start(
     worker) and a password still inside a stored query string (shown by the API)."""
     from cryptography.fernet import Fernet
 
-    from ingest.camera_store import secure_stored_credentials
+    from ingest.camera_credentials import secure_stored_credentials
     from tests.conftest import SECRET
 
     legacy = Fernet(SECRET).encrypt(json.dumps({"u": SECRET_USER, "p": SECRET_PASSWORD}).encode()).decode()

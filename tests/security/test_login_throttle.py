@@ -173,3 +173,43 @@ def test_a_flood_of_sign_ins_hashes_at_most_the_configured_number_at_once(servic
     assert answers == [200] * 15
     hashing = hashing_of(app)
     assert hashing.verifications == 15 and 1 <= hashing.peak <= limit
+
+
+def test_a_guesser_on_the_same_host_cannot_pass_for_many_addresses(tmp_path: Path) -> None:
+    """uvicorn believes `X-Forwarded-For` from 127.0.0.1 by default, so anyone with a shell on
+    the API's host could give each guess another "client address" and never meet the per-address
+    count. `lookout serve` believes it only from `security.trusted_proxies` (none by default)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port
+
+    root = Path(__file__).parents[2]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_") and k != "FORWARDED_ALLOW_IPS"}
+    env["LOOKOUT_DATA_DIR"] = str(tmp_path / "data")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", "0", "--no-alert-engine"],
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert process.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.1)
+            limit = 20  # security.login_address_free_failures, the default
+            answers = [http.post("/api/v1/auth/token", json={"username": f"user{n}", "password": WRONG},
+                                 headers={"X-Forwarded-For": f"198.51.100.{n}"}).status_code
+                       for n in range(limit + 6)]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+    assert answers[:limit] == [401] * limit
+    assert set(answers[-3:]) == {429}, answers

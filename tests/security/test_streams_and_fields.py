@@ -35,6 +35,7 @@ from ingest.worker import IngestWorker
 from tests.alerting import one_fire
 from tests.conftest import Tree, camera_body, free_port
 from tests.media import make_clip
+from tests.security.servers import FakeRtspCamera
 from tests.rtsp import RtspServer
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -53,46 +54,6 @@ def names_field(response, field: str) -> bool:  # type: ignore[no-untyped-def]
 def camera_count(services: Services) -> int:
     with services.sessions() as session:
         return int(session.scalar(select(func.count()).select_from(Camera)) or 0)
-
-
-class Listener:
-    """A TCP port that records every request sent to it: a camera (it asks for Digest
-    authentication, as many do) or a web server the worker must never reach."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.received: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        conn.settimeout(2.0)
-        buffer = b""
-        try:
-            while chunk := conn.recv(4096):
-                buffer += chunk
-                while b"\r\n\r\n" in buffer:
-                    request, buffer = buffer.split(b"\r\n\r\n", 1)
-                    self.received.append(request)
-                    cseq = next((line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-                                 if line.lower().startswith(b"cseq:")), b"1")
-                    conn.sendall(b"RTSP/1.0 401 Unauthorized\r\nCSeq: " + cseq +
-                                 b'\r\nWWW-Authenticate: Digest realm="camera", nonce="0a1b2c"\r\n\r\n')
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class PortWatch:
@@ -228,7 +189,7 @@ def test_worker_opens_only_plain_files_inside_the_media_folders_for_old_rows(
     secret = outside / "secret.txt"
     secret.write_text("county secret\n")
     listen, listen_encoded = free_port(), free_port()
-    web = Listener()
+    web = FakeRtspCamera()
     # files inside the folder that name other files or URLs: an HLS playlist and a concat script
     playlist = media / "playlist.mp4"
     playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nhttp://127.0.0.1:{web.port}/seg.ts\n"
@@ -260,7 +221,7 @@ def test_worker_opens_only_plain_files_inside_the_media_folders_for_old_rows(
         web.close()
     assert settled, now
     assert not watch.listening, f"the worker listened on {watch.listening}"
-    assert web.received == [], f"the worker connected to a web server: {web.received}"
+    assert web.requests == [], f"the worker connected to a web server: {web.requests}"
     for name in ("listen", "listen_encoded", "http", "concat", "dotdot"):  # refused before anything opens
         assert now[name][1] is not None and now[name][1].startswith("malformed stream URL: "), (name, now[name])
     # outside the folders, existing or not, through a link or not: one message that tells nothing
@@ -367,7 +328,7 @@ def test_a_crlf_stream_url_in_an_old_database_never_reaches_the_camera(
     sqlite_services: Services, redis_url: str, tmp_path: Path
 ) -> None:
     server = RtspServer(free_port(), {"live": make_clip(tmp_path / "live.h264")}).start()
-    camera = Listener()  # a camera that records what it is sent
+    camera = FakeRtspCamera()  # a camera that records what it is sent
     urls = {
         "control": server.url("live"),
         "crlf": f"rtsp://127.0.0.1:{camera.port}/live\r\nX-Injected:yes",
@@ -392,8 +353,8 @@ def test_a_crlf_stream_url_in_an_old_database_never_reaches_the_camera(
     finally:
         camera.close()
         server.kill()
-    assert not any(b"X-Injected" in data for data in camera.received), camera.received
-    assert camera.received == [], f"the worker connected: {camera.received}"
+    assert b"X-Injected" not in camera.raw, camera.requests
+    assert camera.requests == [], f"the worker connected: {camera.requests}"
     assert settled, now
     assert readers == {"control": True, **dict.fromkeys(refused, False)}  # no reader even starts
     for name in refused:
