@@ -24,6 +24,7 @@ in size: each API process then throttles on its own.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
@@ -161,7 +162,7 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(username: str, address: str) -> tuple[str, str]:
-        return USER_KEY + username.lower(), ADDRESS_KEY + address
+        return USER_KEY + username.lower(), ADDRESS_KEY + client_network(address)
 
     def admit(self, username: str, address: str) -> float:
         """Count one try of `username` from `address`: 0 to go ahead, else the seconds to wait
@@ -194,6 +195,20 @@ class LoginThrottle:
             except redis.RedisError as exc:
                 log.warning("login_throttle_in_memory", extra={"error": str(exc)[:200]})
         self.memory.forget(key)
+
+
+def client_network(address: str) -> str:
+    """What one client's tries are counted under: its IPv4 address, or its IPv6 /64 (one host
+    is given a whole /64 and may take any address in it, so counting per /128 counts nothing)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def throttle_of(app: FastAPI) -> LoginThrottle:

@@ -26,9 +26,9 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import principal_for_token
+from api.auth import ALERT_HANDLERS, CAMERA_WRITERS, Principal, Role, principal_for_token
 from api.services import Services
-from config.errors import LookoutError, Unauthorized
+from config.errors import Forbidden, LookoutError, Unauthorized
 from config.security import SecuritySettings
 
 log = logging.getLogger("lookout.http")
@@ -59,15 +59,25 @@ def body_limit_message(limit: int, setting: str) -> str:
     return f"request body is larger than the limit of {limit} bytes ({size}; setting security.{setting})"
 
 
-def body_limit(settings: SecuritySettings, path: str, content_type: str) -> tuple[int, str]:
-    """The byte limit of a request body and the setting it comes from: evidence forms, uploads
-    (any multipart form, and the CSV import whatever its content type), and everything else
-    (JSON) at `max_json_bytes`."""
+def body_limit(settings: SecuritySettings, path: str) -> tuple[int, str]:
+    """The byte limit of a request body and the setting it comes from: the evidence form, the
+    CSV import, and everything else at `max_json_bytes` whatever its content type says (a JSON
+    route reads a body sent as `multipart/form-data` into memory all the same)."""
     if EVIDENCE_PATH.match(path):
         return settings.max_evidence_bytes + FORM_OVERHEAD, "max_evidence_bytes"
-    if path in UPLOAD_PATHS or content_type.startswith("multipart/"):
+    if path in UPLOAD_PATHS:
         return settings.max_upload_bytes, "max_upload_bytes"
     return settings.max_json_bytes, "max_json_bytes"
+
+
+def _upload_roles(path: str) -> frozenset[Role] | None:
+    """Who may send the body of an upload route at all: anyone else is refused (403) before a
+    byte of a file that may be hundreds of MiB is read; None for other routes."""
+    if path in UPLOAD_PATHS:
+        return CAMERA_WRITERS
+    if EVIDENCE_PATH.match(path):
+        return ALERT_HANDLERS
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -120,7 +130,7 @@ class BodyGuard:
                 log.info("request_body_refused", extra={"path": path, "status": status})
                 await _answer(send, status, body, close=True, extra=extra)
                 return
-        limit, setting = body_limit(services.settings.security, path, _header(scope, b"content-type") or "")
+        limit, setting = body_limit(services.settings.security, path)
         if length is not None and length > limit:
             log.info("request_body_refused", extra={"path": path, "declared": length, "limit": limit})
             await _answer(send, 413, {"detail": body_limit_message(limit, setting), "limit": limit}, close=True)
@@ -134,17 +144,21 @@ class BodyGuard:
         if scheme.lower() != "bearer" or not token.strip():
             return 401, Unauthorized("missing bearer token").to_dict()
 
-        def check() -> None:
+        def check() -> Principal:
             with services.sessions() as session:
-                principal_for_token(session, token.strip())
+                return principal_for_token(session, token.strip())
 
         try:
-            await anyio.to_thread.run_sync(check)
+            principal = await anyio.to_thread.run_sync(check)
         except LookoutError as exc:
             return exc.status, exc.to_dict()
         except Exception as exc:  # the database is away: say so, and still read nothing
             log.error("request_auth_unavailable", extra={"error": f"{type(exc).__name__}: {str(exc)[:200]}"})
             return 503, {"detail": "database unavailable, try again"}
+        roles = _upload_roles(scope["path"])
+        if roles is not None and principal.role not in roles:
+            return 403, Forbidden(f"role {principal.role.value} may not upload here; needs "
+                                  f"{', '.join(sorted(r.value for r in roles))}").to_dict()
         return None
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send, limit: int, setting: str) -> None:

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from config.errors import LookoutError
+from config.errors import InvalidInput, LookoutError
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, Credentials, UrlForm, endpoint_of, onvif_endpoint, split_userinfo
+from ingest.fields import has_control_characters
 
 URL_FIELDS = ("main_stream_url", "sub_stream_url")
 ENDPOINT_FIELDS = (*URL_FIELDS, "onvif_host", "onvif_port")
@@ -81,6 +82,10 @@ def take_credentials(values: dict[str, Any], explicit: Credentials | None) -> Cr
         if url:
             values[name], embedded = split_userinfo(url)
             if embedded is not None:
+                if has_control_characters(embedded.username) or has_control_characters(embedded.password):
+                    # percent-encoded in the URL: `adm%0D%0Ain` would forge a header line when sent
+                    raise InvalidInput(f"{name}: the username or password in the URL holds control characters",
+                                       field=name)
                 forms.update(embedded.forms)
                 found = found or embedded
     return found.bound((), forms) if found is not None else None

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ingest.fields import (
     CameraUsername, DbId, DeviceId, Host, Latitude, Longitude, Name, Port, ShortText, StreamUrl, Tag, Text,
+    has_control_characters,
 )
 
 Tags = Annotated[list[Tag], Field(max_length=32)]
-Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
+def _no_control_characters(secret: SecretStr) -> SecretStr:
+    if has_control_characters(secret.get_secret_value()):
+        raise ValueError("control characters are not allowed")  # the message never quotes the password
+    return secret
+
+
+Password = Annotated[SecretStr, Field(min_length=1, max_length=256), AfterValidator(_no_control_characters)]
 
 
 class CameraSpec(BaseModel):

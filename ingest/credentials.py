@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,12 +38,18 @@ from config.private_files import secret_file
 log = logging.getLogger("lookout.credentials")
 
 #: Keys of a query string or NVR path that carry credentials, lower case → u(sername) / p(assword).
-SECRET_KEYS = {"user": "u", "username": "u", "password": "p", "pwd": "p", "passwd": "p"}
+SECRET_KEYS = {"user": "u", "username": "u", "usr": "u", "loginuse": "u",
+               "password": "p", "pwd": "p", "passwd": "p", "pass": "p", "loginpas": "p"}
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "rtmps": 443, "http": 80, "https": 443}
 ONVIF_DEFAULT_PORT = 80
-#: Characters left as they are when a value is put back into a query string or path.
+#: Characters left as they are when a value changed since it was taken out (a new password
+#: given through the API) is put back into a query string or path.
 _VALUE_SAFE = "!$'()*+,;~"
-_Pairs = tuple[tuple[int, str, str], ...]  # (position among the &-separated pairs, key as written, u/p)
+#: (position among the separated pairs, key as written, u/p, the value exactly as written)
+_Pairs = tuple[tuple[int, str, str, str], ...]
+#: How pairs are separated: `a=1&b=2`, `a=1;b=2`, and the XMEye path form
+#: `user=admin_password=x_channel=1_stream=0.sdp`, where `_` precedes the next key.
+_SEPARATORS = {"&": re.compile("&"), ";": re.compile(";"), "_": re.compile(r"_(?=[A-Za-z]+=)")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +60,20 @@ class UrlForm:
     query: _Pairs = ()
     segment: int = -1  # index of the path segment (split on "/") holding `path`
     path: _Pairs = ()
+    query_sep: str = "&"
+    path_sep: str = "&"
 
     def to_json(self) -> dict[str, Any]:
         return {"i": int(self.userinfo), "q": [list(p) for p in self.query], "s": self.segment,
-                "sp": [list(p) for p in self.path]}
+                "sp": [list(p) for p in self.path], "qs": self.query_sep, "ps": self.path_sep}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UrlForm:
-        return cls(bool(data.get("i", 1)), tuple((int(i), str(k), str(r)) for i, k, r in data.get("q", ())),
-                   int(data.get("s", -1)), tuple((int(i), str(k), str(r)) for i, k, r in data.get("sp", ())))
+        def pairs(items: Any) -> _Pairs:
+            return tuple((int(p[0]), str(p[1]), str(p[2]), str(p[3]) if len(p) > 3 else "") for p in items)
+
+        return cls(bool(data.get("i", 1)), pairs(data.get("q", ())), int(data.get("s", -1)), pairs(data.get("sp", ())),
+                   str(data.get("qs", "&")), str(data.get("ps", "&")))
 
 
 USERINFO = UrlForm()
@@ -202,30 +214,40 @@ class _Parts:
         return f"{self.head}{user}{self.hostport}{self.path}{query}{self.fragment}"
 
 
-def _take_pairs(text: str) -> tuple[str, _Pairs, dict[str, str]]:
-    """Remove the credential pairs from `a=1&user=x&password=y`: (what is left, where they were,
-    role → value)."""
-    pairs = text.split("&")
-    kept: list[str] = []
-    taken: list[tuple[int, str, str]] = []
-    values: dict[str, str] = {}
-    for index, pair in enumerate(pairs):
-        key, eq, value = pair.partition("=")
-        role = SECRET_KEYS.get(unquote(key).lower()) if eq else None
-        if role is None:
-            kept.append(pair)
-            continue
-        taken.append((index, key, role))
-        values.setdefault(role, unquote(value))
-    return "&".join(kept), tuple(taken), values
+def _take_pairs(text: str) -> tuple[str, _Pairs, dict[str, str], str]:
+    """Remove the credential pairs from `a=1&user=x&password=y` (or `;`-separated, or the XMEye
+    `user=x_password=y_channel=1`): (what is left, where they were, role → value, separator).
+    Nothing is taken when no separator leaves every credential value free of `=`: a value that
+    still holds one is several pairs read as one, and guessing would break the camera's URL."""
+    for sep, splitter in _SEPARATORS.items():
+        pairs = splitter.split(text)
+        kept: list[str] = []
+        taken: list[tuple[int, str, str, str]] = []
+        values: dict[str, str] = {}
+        for index, pair in enumerate(pairs):
+            key, eq, value = pair.partition("=")
+            role = SECRET_KEYS.get(unquote(key).lower()) if eq else None
+            if role is None:
+                kept.append(pair)
+                continue
+            taken.append((index, key, role, value))
+            values.setdefault(role, unquote(value))
+        if not taken:
+            return text, (), {}, "&"
+        if all("=" not in raw for *_, raw in taken):
+            return sep.join(kept), tuple(taken), values, sep
+    return text, (), {}, "&"
 
 
-def _put_pairs(text: str, taken: _Pairs, credentials: Credentials) -> str:
-    pairs = text.split("&") if text else []
-    for index, key, role in sorted(taken):
+def _put_pairs(text: str, taken: _Pairs, credentials: Credentials, sep: str) -> str:
+    """Put the pairs back where they were, each value as it was written (a camera that reads
+    `pwd=p%2Bq` or `password=a@b` gets exactly that), or newly encoded when it changed since."""
+    pairs = _SEPARATORS.get(sep, _SEPARATORS["&"]).split(text) if text else []
+    for index, key, role, raw in sorted(taken):
         value = credentials.username if role == "u" else credentials.password
-        pairs.insert(min(index, len(pairs)), f"{key}={quote(value, safe=_VALUE_SAFE)}")
-    return "&".join(pairs)
+        written = raw if raw and unquote(raw) == value else quote(value, safe=_VALUE_SAFE)
+        pairs.insert(min(index, len(pairs)), f"{key}={written}")
+    return sep.join(pairs)
 
 
 def split_userinfo(url: str) -> tuple[str, Credentials | None]:
@@ -243,9 +265,9 @@ def split_userinfo(url: str) -> tuple[str, Credentials | None]:
         parts.userinfo = None
         form = replace(form, userinfo=True)
     if parts.query:
-        parts.query, taken, found = _take_pairs(parts.query)
+        parts.query, taken, found, sep = _take_pairs(parts.query)
         if taken:
-            form = replace(form, query=taken)
+            form = replace(form, query=taken, query_sep=sep)
             values = {**found, **values}
             if not parts.query:
                 parts.query = None
@@ -253,11 +275,11 @@ def split_userinfo(url: str) -> tuple[str, Credentials | None]:
     for index, segment in enumerate(segments):
         if "=" not in segment:
             continue
-        rest, taken, found = _take_pairs(segment)
+        rest, taken, found, sep = _take_pairs(segment)
         if taken:
             segments[index] = rest
             parts.path = "/".join(segments)
-            form = replace(form, segment=index, path=taken)
+            form = replace(form, segment=index, path=taken, path_sep=sep)
             values = {**found, **values}
             break
     if not values:
@@ -302,12 +324,12 @@ def join_userinfo(url: str, credentials: Credentials | None) -> str:
     if form.userinfo:
         parts.userinfo = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}"
     if form.query:
-        parts.query = _put_pairs(parts.query or "", form.query, credentials)
+        parts.query = _put_pairs(parts.query or "", form.query, credentials, form.query_sep)
     if form.path:
         segments = parts.path.split("/")
         if 0 <= form.segment < len(segments):
-            segments[form.segment] = _put_pairs(segments[form.segment], form.path, credentials)
+            segments[form.segment] = _put_pairs(segments[form.segment], form.path, credentials, form.path_sep)
             parts.path = "/".join(segments)
         else:  # the path is shorter now: the pairs go to the query, where most devices read them too
-            parts.query = _put_pairs(parts.query or "", form.path, credentials)
+            parts.query = _put_pairs(parts.query or "", form.path, credentials, form.query_sep)
     return parts.text()

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from config.database import utcnow
+from config.errors import InvalidInput
 from ingest import audit, camera_search
 from ingest.camera_imports import CLI_SCOPE, MESSAGE_MAX, CameraImport, CameraImportRow, purge
 from ingest.camera_spec import CameraSpec
@@ -48,7 +49,7 @@ from ingest.cameras import Camera, CameraTag
 from ingest.credentials import Credentials
 from ingest.csv_file import records, scan
 from ingest.seen_keys import SeenKeys
-from ingest.units import Unit, in_scope
+from ingest.units import Unit, in_scope, subtree_ids
 
 log = logging.getLogger("lookout.import")
 
@@ -282,7 +283,10 @@ class CameraImporter:
         explicit = None
         if spec.username is not None or spec.password is not None:
             explicit = Credentials(spec.username or "", spec.password.get_secret_value() if spec.password else "")
-        given = take_credentials(values, explicit)  # URLs lose theirs here, before anything else
+        try:
+            given = take_credentials(values, explicit)  # URLs lose theirs here, before anything else
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
         tags = sorted(set(spec.tags)) if "tags" in positions else None
         return _Planned(line, values, tags, given)
 
@@ -371,13 +375,21 @@ class CameraImporter:
             after.update(id=None, tags=plan.tags or [], has_credentials=creds is not None)
             created_audit.append(audit.audit_row(self.actor, "camera.import.create", "camera", None,
                                                  values["unit_id"], None, after))  # ids filled in below
-        current = {c.id: c for c in session.scalars(select(Camera).where(Camera.id.in_([p.target for p in updates])))} \
-            if updates else {}
+        current: dict[int, Camera] = {}
+        if updates:  # read again, inside the scope: a camera may have been deleted or moved since `_resolve`
+            query = select(Camera).where(Camera.id.in_([p.target for p in updates]))
+            if self.scope is not None:
+                query = query.where(Camera.unit_id.in_(subtree_ids(self.scope)))
+            current = {c.id: c for c in session.scalars(query)}
         changed_rows: list[dict[str, Any]] = []
         tag_sets: dict[int, list[str]] = {}
         audit_rows: list[dict[str, Any]] = []
         for plan in updates:
-            camera = current[plan.target]  # type: ignore[index]
+            camera = current.get(plan.target)  # type: ignore[arg-type]
+            if camera is None:
+                batch.errors.append(RowError(plan.line, "the camera this row updates was deleted or moved out of "
+                                                        "your scope during the import; import the row again"))
+                continue
             values = dict(plan.values)
             before = camera.public()
             sealed, creds_changed, dropped = sealed_after_write(self.registry.cipher, camera, before, values,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -83,6 +84,21 @@ class DeviceProbe:
     presets: list[Preset] = field(default_factory=list)
 
 
+def _unreachable(exc: BaseException) -> str:
+    """Why a device could not be reached, in fixed words: the exception's kind and its errno's
+    name, never its message, which can quote what any TCP service on that port sent back (an
+    SSH or Redis banner): the probe must not become a banner grabber."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        number = getattr(cause, "errno", None)
+        if isinstance(cause, OSError) and number is not None:
+            return f"{type(exc).__name__}: {os.strerror(number).lower()}"
+        cause = getattr(cause, "os_error", None) or cause.__cause__ or cause.__context__
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: HTTP {exc.status}"
+    return type(exc).__name__
+
+
 def _is_auth_refusal(text: str) -> bool:
     lowered = text.lower()
     return any(word in lowered for word in _AUTH_WORDS)
@@ -125,8 +141,7 @@ async def _session(address: DeviceAddress, timeout: float) -> AsyncIterator[ONVI
     except (XMLSyntaxError, XMLParseError, etree.XMLSyntaxError) as exc:
         raise DeviceError(f"{where} did not answer as an ONVIF device ({type(exc).__name__})", **context) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise DeviceError(f"cannot reach ONVIF device {where}: {exc.__class__.__name__}: "
-                          f"{str(exc)[:200]}", **context) from None
+        raise DeviceError(f"cannot reach ONVIF device {where}: {_unreachable(exc)}", **context) from None
     except (AttributeError, TypeError, ValueError, LookupError) as exc:
         # zeep and onvif-zeep-async fail this way on a reply that is no SOAP at all (a JSON 404
         # page, an HTML error page, an empty envelope): an HTTP service, but not an ONVIF device
@@ -138,7 +153,8 @@ async def _session(address: DeviceAddress, timeout: float) -> AsyncIterator[ONVI
         if _is_auth_refusal(text):
             raise DeviceAuthFailed(f"ONVIF device {where} refused the username or password", field="password",
                                    **context) from None
-        raise DeviceError(f"ONVIF device {where}: {text[:200]}", **context) from None
+        # the library's own reason only: what follows its first ":" may quote the far end's bytes
+        raise DeviceError(f"ONVIF device {where}: {text.split(':', 1)[0][:100]}", **context) from None
     finally:
         await camera.close()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -174,7 +175,7 @@ class StreamReader(threading.Thread):
             try:
                 self._session()
             except Exception as exc:  # every failure of one camera stays with that camera
-                self.stats.last_error = _describe(exc).replace(self.url, self.public_url)
+                self.stats.last_error = _describe(exc, self.url, self.public_url)
                 log.info("stream_disconnected", extra={"camera_id": self.camera_id, "error": self.stats.last_error})
             finally:
                 self.stats.connected = False
@@ -267,7 +268,7 @@ class StreamReader(threading.Thread):
                 codec.flush_buffers()
         except av.error.FFmpegError as exc:
             stats.decode_errors += 1
-            stats.last_error = f"decode error: {exc}"
+            stats.last_error = f"decode error: {exc.strerror or type(exc).__name__}"
             return
         if not frames or not due:
             return
@@ -283,16 +284,26 @@ class StreamReader(threading.Thread):
             self._latest = (time.time(), image)
 
 
-def _describe(exc: Exception) -> str:
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s'\"]*@")
+
+
+def _describe(exc: Exception, url: str, public_url: str) -> str:
+    """What the camera's status and the log may say of a failure: never the URL the reader
+    opened (`url` holds the credentials, in its userinfo, query or path), only `public_url`.
+    FFmpeg's errors quote the URL whole, so they are described by their reason alone."""
     if isinstance(exc, MediaRefused):
         return str(exc)
     if isinstance(exc, av.error.HTTPUnauthorizedError) or "401" in str(exc):
         return "authentication failed (401)"
     if isinstance(exc, av.error.FileNotFoundError):
-        return f"not found: {exc}"
+        return f"not found: {public_url}"
     if isinstance(exc, av.error.ExitError) or "Immediate exit requested" in str(exc):
         return "timed out"
-    return f"{type(exc).__name__}: {exc}"[:300]
+    if isinstance(exc, (av.error.FFmpegError, OSError)) and getattr(exc, "strerror", None):
+        text = f"{type(exc).__name__}: {exc.strerror}"
+    else:
+        text = f"{type(exc).__name__}: {exc}".replace(url, public_url)
+    return _USERINFO.sub(r"\1", text)[:300]
 
 
 def latest_batch(readers: Iterable[StreamReader]) -> FrameBatch:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import redis
 from sqlalchemy.orm import Session
 
-from api.alerting.feed import changes_after, last_change_id, wait_for_ring
+from api.alerting.feed import DOORBELL, changes_after, last_change_id, wait_for_ring
 from api.alerting.model import AlertChange
 from api.auth import live_tokens
 
@@ -119,6 +119,11 @@ class FeedHub:
 
     def stop(self) -> None:
         self.stop_event.set()
+        if self.client is not None:  # wake the thread from its wait on the doorbell (nothing new for anyone)
+            try:
+                self.client.xadd(DOORBELL, {"last": self.last_id}, maxlen=10_000, approximate=True)
+            except redis.RedisError:
+                pass  # then it wakes by itself within `poll_seconds`
         if self.thread is not None:
             self.thread.join(5)
 

@@ -235,6 +235,37 @@ def test_signed_in_technician_upload_over_the_limit_is_413_and_not_stored(servic
         assert session.scalar(select(func.count()).select_from(Camera)) == 0
 
 
+def test_a_multipart_body_to_a_json_route_gets_the_json_limit(services: Services, tree: Tree,
+                                                             login) -> None:  # type: ignore[no-untyped-def]
+    """FastAPI reads a JSON route's body into memory whatever its content type says, so a body
+    labelled `multipart/form-data` must not buy the upload limit (512 MiB) on such a route."""
+    investigator = login("investigator", tree.village_a1)
+    boundary = "lookoutboundary7"
+    with serving(services) as port:
+        answer = raw_request(port, "POST", "/api/v1/subscriptions",
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}", **investigator},
+                             declared=150 * MiB, prefix=multipart_prefix(boundary, "file", "x.bin"), chunked=True)
+    assert answer.status == 413 and b"max_json_bytes" in answer.body, answer
+    assert answer.sent_when_answered < 32 * MiB, f"{answer.sent_when_answered / MiB:.0f} MiB read first"
+
+
+def test_a_viewer_cannot_make_the_import_read_a_file_it_will_refuse(services: Services, tree: Tree,
+                                                                    login) -> None:  # type: ignore[no-untyped-def]
+    """The import's 403 for a role that may not import came after its 512 MiB body was read."""
+    investigator = login("investigator", tree.village_a1)
+    boundary = "lookoutboundary8"
+    prefix = multipart_prefix(boundary, "file", "cams.csv") + b"name,network,unit_code\n"
+    watch = TempWatch()
+    with serving(services) as port:
+        answer = raw_request(port, "POST", "/api/v1/cameras/import",
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}", **investigator},
+                             declared=300 * MiB, prefix=prefix)
+    largest = watch.finish()
+    assert answer.status == 403, answer
+    assert answer.sent_when_answered < 32 * MiB, f"{answer.sent_when_answered / MiB:.0f} MiB read first"
+    assert largest == 0, f"a {largest / MiB:.1f} MiB temporary file was written for a refused upload"
+
+
 def test_sign_in_needs_no_token_but_its_body_is_capped(client: TestClient, services: Services, tree: Tree,
                                                        login) -> None:  # type: ignore[no-untyped-def]
     login("operator", tree.county, "zhou")
@@ -493,6 +524,40 @@ def test_technician_probe_of_a_web_server_that_is_not_onvif_is_502(services: Ser
         web.shutdown()
         web.server_close()
     assert not [r for r in caplog.records if r.exc_info and r.levelname == "ERROR"], "a traceback was logged"
+
+
+@pytest.mark.parametrize("banner", [b"SSH-2.0-OpenSSH_9.6p1 SECRET-BANNER\r\n",
+                                    b"-ERR SECRET-BANNER unknown command\r\n",
+                                    b"HTTP/1.1 200 OK\r\nServer: SECRET-BANNER\r\nContent-Length: 5\r\n\r\nhello"])
+def test_technician_cannot_read_a_services_banner_through_the_probe(client: TestClient, tree: Tree, login,
+                                                                    banner: bytes) -> None:  # type: ignore[no-untyped-def]
+    """The probe's 502 quoted the error text of the HTTP client, which holds the first bytes the
+    far end sent: pointed at any port of the LAN, it read SSH, Redis or mail banners."""
+    technician = login("technician", tree.county)
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(banner)
+                conn.settimeout(1)
+                try:
+                    conn.recv(65536)
+                except OSError:
+                    pass
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        probed = client.post("/api/v1/cameras/probe", json={"host": "127.0.0.1", "port": server.getsockname()[1],
+                                                            "timeout_seconds": 5}, headers=technician)
+    finally:
+        server.close()
+    assert probed.status_code in (502, 504), probed.text
+    assert "SECRET-BANNER" not in probed.text and "SSH-2.0" not in probed.text, probed.text
 
 
 # -- hole 20: dates out of range --------------------------------------------------------------

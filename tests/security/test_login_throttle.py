@@ -213,3 +213,17 @@ def test_a_guesser_on_the_same_host_cannot_pass_for_many_addresses(tmp_path: Pat
         process.wait(30)
     assert answers[:limit] == [401] * limit
     assert set(answers[-3:]) == {429}, answers
+
+
+def test_a_guesser_cannot_pass_for_many_ipv6_addresses_of_one_network() -> None:
+    """An IPv6 host holds a whole /64 and may take any address of it: counted per /128, every
+    guess would come from a new "client"."""
+    from api.login_throttle import LoginThrottle
+    from config.security import SecuritySettings
+
+    security = SecuritySettings()
+    throttle = LoginThrottle(None, security)
+    waits = [throttle.admit(f"user{n}", f"2001:db8:5:7::{n:x}") for n in range(security.login_address_free_failures + 5)]
+    assert waits[:security.login_address_free_failures] == [0] * security.login_address_free_failures
+    assert all(wait > 0 for wait in waits[-3:]), waits
+    assert throttle.admit("someone", "2001:db8:5:8::1") == 0  # the next /64 is another client

@@ -262,6 +262,7 @@ def test_technician_cannot_put_control_characters_in_camera_fields(
     attempts["main_stream_url"] = {"main_stream_url": f"rtsp://10.0.0.1/live{value}"}
     attempts["sub_stream_url"] = {"sub_stream_url": f"rtsp://10.0.0.1/{value}/sub"}
     attempts["username"] = {"username": f"admin{value}"}  # it goes into RTSP/HTTP Digest header lines
+    attempts["password"] = {"password": f"pw{value}"}
     for field, body in attempts.items():
         created = client.post("/api/v1/cameras", headers=tech, json={**camera_body(tree.village_a1, "new"), **body})
         assert names_field(created, field), (field, created.text)
@@ -273,6 +274,25 @@ def test_technician_cannot_put_control_characters_in_camera_fields(
     assert {k: after[k] for k in kept} == {k: camera.json()[k] for k in kept}
     searched = client.get("/api/v1/cameras", headers=tech, params={"q": value})
     assert names_field(searched, "q"), searched.text
+
+
+@pytest.mark.parametrize("url", [
+    "rtsp://adm%0D%0AX-Injected:yes:pw@10.0.0.1/live",
+    "rtsp://admin:pw%0D%0AX-Injected:yes@10.0.0.1/live",
+    "rtsp://10.0.0.1/live?user=adm%0D%0AX-Injected:yes&password=pw",
+    "rtsp://10.0.0.1:554/user=admin&password=p%0Aw&channel=1&stream=0.sdp?",
+])
+def test_technician_cannot_hide_control_characters_in_url_credentials(
+    client: TestClient, services: Services, tree: Tree, login, url: str  # type: ignore[no-untyped-def]
+) -> None:
+    """Percent-encoded, a CR LF passes the URL's own check; decoded with the credentials it would
+    reach the camera inside a Digest header line (and the worker would refuse the camera for good)."""
+    tech = login("technician", tree.village_a1)
+    created = client.post("/api/v1/cameras", headers=tech, json=camera_body(tree.village_a1, "gate",
+                                                                            main_stream_url=url))
+    assert names_field(created, "main_stream_url"), created.text
+    assert camera_count(services) == 0
+    assert "X-Injected" not in created.text and "pw" not in created.json()["detail"]
 
 
 @pytest.mark.parametrize("kind", ["crlf", "lf", "c1", "line_separator"])
