@@ -16,7 +16,7 @@ malformed inputs are tested in tests/test_onvif.py, inside a loopback-only names
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,20 @@ from tests.conftest import make_settings
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, str]]:
+def fuzz_app(database_url: str, redis_url: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Callable[[], str]]]:
+    """The app on the demo county, and a way to get a fresh admin token: a generated request may
+    set the admin's own password (`PATCH /users/1`), which rightly revokes every token it had."""
     folder: Path = tmp_path_factory.mktemp("fuzz")
     services = build_services(make_settings(database_url, redis_url, folder))
-    with services.sessions() as session:
-        county = demo.seed(session, services.registry)
-        token = demo.demo_admin_token(session, county, timedelta(hours=1))
-        session.commit()
+
+    def token() -> str:
+        with services.sessions() as session:
+            county = demo.seed(session, services.registry)
+            fresh = demo.demo_admin_token(session, county, timedelta(hours=1))
+            session.commit()
+        return fresh
+
     yield create_app(services), token
     services.close()
 
@@ -62,14 +69,26 @@ def operations(app: FastAPI) -> dict[str, schemathesis.schemas.APIOperation]:
     return found
 
 
+def _cpython_ast_bug(exc: BaseException) -> bool:
+    """CPython 3.11 before 3.11.8 (gh-106905) can fail an `ast.parse` with "AST constructor
+    recursion depth mismatch" while another thread builds an AST; Hypothesis parses the source of
+    schemathesis' strategies to describe their lambdas. Nothing of Lookout's is involved."""
+    if isinstance(exc, SystemError) and "AST constructor recursion depth mismatch" in str(exc):
+        return True
+    return any(_cpython_ast_bug(inner) for inner in getattr(exc, "exceptions", ()))
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
-def test_no_request_gets_a_server_error(fuzz_app: tuple[FastAPI, str], mode: GenerationMode) -> None:
-    app, token = fuzz_app
+def test_no_request_gets_a_server_error(fuzz_app: tuple[FastAPI, Callable[[], str]], mode: GenerationMode) -> None:
+    app, fresh_token = fuzz_app
     failures: list[str] = []
     unfuzzable: list[str] = []
     ops = operations(app)
     assert len(ops) >= 15, sorted(ops)
+    for operation in ops.values():  # describe every strategy once, before any request runs a thread
+        repr(operation.as_strategy(generation_mode=mode).validate())
     for label, operation in sorted(ops.items()):
+        token = fresh_token()
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
@@ -79,11 +98,17 @@ def test_no_request_gets_a_server_error(fuzz_app: tuple[FastAPI, str], mode: Gen
                 failures.append(f"{label} {case.path_parameters} {case.query} {str(case.body)[:200]} "
                                 f"→ {response.status_code}: {response.text[:300]}")
 
-        try:
-            check()
-        except Unsatisfiable:  # no invalid input exists for it (e.g. /healthz takes no parameters)
-            assert mode is GenerationMode.NEGATIVE, label
-            unfuzzable.append(label)
+        for attempt in (1, 2):
+            try:
+                check()
+            except Unsatisfiable:  # no invalid input exists for it (e.g. /healthz takes no parameters)
+                assert mode is GenerationMode.NEGATIVE, label
+                unfuzzable.append(label)
+            except Exception as exc:
+                if attempt == 2 or not _cpython_ast_bug(exc):
+                    raise
+                continue  # the interpreter's bug, not a finding: this operation once more
+            break
     assert not failures, "\n".join(failures[:20])
     assert len(unfuzzable) < len(ops) // 2, unfuzzable
 
@@ -131,10 +156,11 @@ def _has_time_property(schema: dict[str, Any], components: dict[str, Any]) -> bo
         _has_time_property(s, components) for key in ("anyOf", "oneOf", "allOf") for s in schema.get(key, []))
 
 
-def test_every_time_parameter_refuses_the_extremes(fuzz_app: tuple[FastAPI, str]) -> None:
+def test_every_time_parameter_refuses_the_extremes(fuzz_app: tuple[FastAPI, Callable[[], str]]) -> None:
     """Each time parameter alone, and all of an operation's together, at each extreme: a 422
     naming the parameter, never a 5xx, on either database."""
-    app, token = fuzz_app
+    app, fresh_token = fuzz_app
+    token = fresh_token()
     ops = operations(app)
     found = time_parameters(app)
     assert len(found) >= 3 and sum(len(t) for t, _ in found.values()) >= 7, found  # stats, alerts, audit
