@@ -123,13 +123,10 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-_digest = token_digest
-
-
 def issue_token(session: Session, user: User, ttl: timedelta, label: str | None = None) -> tuple[str, datetime]:
     token = "lk_" + secrets.token_urlsafe(32)
     expires = utcnow() + ttl
-    session.add(ApiToken(user_id=user.id, token_hash=_digest(token), label=label, expires_at=expires))
+    session.add(ApiToken(user_id=user.id, token_hash=token_digest(token), label=label, expires_at=expires))
     session.flush()
     return token, expires
 
@@ -148,7 +145,7 @@ def principal_for_token(session: Session, token: str) -> Principal:
         select(User, Unit.path, ApiToken.expires_at)
         .join(ApiToken, ApiToken.user_id == User.id)
         .join(Unit, Unit.id == User.unit_id)
-        .where(ApiToken.token_hash == _digest(token))
+        .where(ApiToken.token_hash == token_digest(token))
     ).first()
     if row is None:
         raise Unauthorized("invalid bearer token")
@@ -171,7 +168,7 @@ def revoke_tokens(session: Session, user_id: int, keep: str | None = None) -> No
 
 def revoke_token(session: Session, token: str) -> bool:
     """Sign-out: delete this one token; False when it was not there."""
-    return bool(session.execute(delete(ApiToken).where(ApiToken.token_hash == _digest(token))).rowcount)
+    return bool(session.execute(delete(ApiToken).where(ApiToken.token_hash == token_digest(token))).rowcount)
 
 
 def purge_expired_tokens(session: Session) -> int:

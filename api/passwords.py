@@ -69,7 +69,7 @@ def password_problem(password: str, username: str, min_length: int) -> str | Non
     common = common_passwords()
     if lower in common or (len(core) >= 4 and (core in common or core in CONTEXT_WORDS)):
         return "password is too common: it is among the first that guessers try"
-    if any(word in lower for word in ("lookout",)):
+    if "lookout" in lower:
         return "password may not contain the name of the service"
     if len(name) >= 3 and (name in lower or name[::-1] in lower):
         return "password may not contain the username"

@@ -11,18 +11,18 @@ One definition each, so a value the API refuses is refused the same way in a CSV
   tabs, and refuses every other control character.
 - Codes are ASCII digits only: `\\d` would also take full-width and other scripts' digits, and
   `３３０１…` would be a second unit next to `3301…`.
-- A `file:` URL is `file:///absolute/path` and nothing else (`ingest.media_paths`).
+- A `file:` URL is `file:///absolute/path` and nothing else (`file_url_path`; where it may
+  point is `ingest.media_paths`).
 """
 
 from __future__ import annotations
 
 import re
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from ingest.media_paths import file_url_path
 
 #: C0 (with tab, LF, CR), DEL, C1, line/paragraph separators, bidi embeddings/overrides/isolates
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -58,6 +58,27 @@ def _clean_multiline(value: str) -> str:
     if _CONTROL_MULTILINE.search(value):
         raise ValueError("control characters other than line breaks and tabs are not allowed")
     return _valid_unicode(value)
+
+
+def file_url_path(url: str) -> str:
+    """The absolute path a `file:` URL names; ValueError (with the reason) when it is anything
+    but `file:///absolute/path`."""
+    if not url[:5].lower() == "file:":
+        raise ValueError("not a file: URL")
+    rest = url[5:]
+    if not rest.startswith("///"):
+        raise ValueError("file: URL must be file:///absolute/path (no host, no other protocol inside)")
+    if "?" in rest or "#" in rest:
+        raise ValueError("file: URL must not have a query or a fragment")
+    try:
+        path = unquote(rest[2:], errors="strict")
+    except UnicodeDecodeError:
+        raise ValueError("file: URL path is not valid UTF-8 once decoded") from None
+    if has_control_characters(path):
+        raise ValueError("file: URL path must not contain control characters")
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError("file: URL path must not contain . or .. segments")
+    return path
 
 
 def _stream_url(value: str) -> str:

@@ -5,7 +5,7 @@ gets decides everything: `file:http://...`, `file:concat:/etc/passwd|...` or
 `file:tcp://host:port?listen=1` would, handed on as a path, make the worker fetch a URL, read any
 file or listen on a port. So:
 
-- `file_url_path` is the static rule every input path applies (`ingest.fields.StreamUrl`): a
+- `ingest.fields.file_url_path` is the static rule every input path applies (`StreamUrl`): a
   `file:` URL is `file:///absolute/path`, with no host, query, fragment, `.` or `..` segment,
   and no control character once percent-decoded.
 - `MediaFolders.open_path` is the rule the worker applies each time it opens the file: the
@@ -22,7 +22,8 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
+
+from ingest.fields import file_url_path
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -34,31 +35,6 @@ OUTSIDE = "file: streams may only read files inside the media folders (security.
 
 class MediaRefused(Exception):
     """A `file:` stream the worker will not open; the message is safe to show."""
-
-
-def _bad_character(text: str) -> bool:
-    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text)
-
-
-def file_url_path(url: str) -> str:
-    """The absolute path a `file:` URL names; ValueError (with the reason) when it is anything
-    but `file:///absolute/path`."""
-    if not url[:5].lower() == "file:":
-        raise ValueError("not a file: URL")
-    rest = url[5:]
-    if not rest.startswith("///"):
-        raise ValueError("file: URL must be file:///absolute/path (no host, no other protocol inside)")
-    if "?" in rest or "#" in rest:
-        raise ValueError("file: URL must not have a query or a fragment")
-    try:
-        path = unquote(rest[2:], errors="strict")
-    except UnicodeDecodeError:
-        raise ValueError("file: URL path is not valid UTF-8 once decoded") from None
-    if _bad_character(path):
-        raise ValueError("file: URL path must not contain control characters")
-    if any(part in (".", "..") for part in path.split("/")):
-        raise ValueError("file: URL path must not contain . or .. segments")
-    return path
 
 
 class MediaFolders:

@@ -35,7 +35,8 @@ import av
 import numpy as np
 
 from detectors.frames import FrameBatch
-from ingest.media_paths import MediaFolders, MediaRefused, file_url_path
+from ingest.fields import file_url_path
+from ingest.media_paths import MediaFolders, MediaRefused
 
 log = logging.getLogger("lookout.stream")
 

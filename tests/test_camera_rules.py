@@ -18,7 +18,7 @@ from ingest.rules_spec import RulesSpec
 from ingest.units import create_unit
 from tests.conftest import MODEL_CACHE, Tree, camera_body, wait_for
 from tests.detection_worker import detection_worker
-from tests.scenes import clip_of, fire_scene
+from tests.scenes import clip_of, fire_scene, needs_shared
 
 WHOLE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 KITCHEN = {
@@ -111,6 +111,7 @@ def test_rules_follow_roles_and_unit_scope(client: TestClient, tree: Tree, login
     assert client.put(url, json=KITCHEN, headers=other_village).status_code == 404
 
 
+@needs_shared
 def test_the_worker_applies_each_cameras_rules_and_their_changes(
     sqlite_services: Services, redis_url: str, model_files: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -18,7 +18,9 @@ from ingest.model_runtime import onnx_runner
 from models.build import verified_model
 from models.manifest import manifests
 from tests.conftest import MODEL_CACHE
-from tests.scenes import SIZE, clean_samples, fire_scene
+from tests.scenes import SIZE, clean_samples, fire_scene, needs_shared
+
+pytestmark = needs_shared
 
 WHOLE = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 

@@ -11,6 +11,7 @@ import pytest
 
 from detectors.detections import Detections
 from detectors.verify import VerifyRules, evidence, person_cover, verified
+from tests.scenes import needs_shared
 
 KINDS = ("smoke", "flame")  # the fire model's classes, in its order
 
@@ -60,6 +61,7 @@ def test_each_kind_is_held_to_its_own_test() -> None:
     assert still.tolist() == [True, False, False, False]  # in a stream, smoke that did not move is background
 
 
+@needs_shared
 def test_on_real_frames_the_verifier_removes_false_smoke_and_keeps_real_fire(model_files: dict[str, Path]) -> None:
     from ingest.detection import load_stage
     from tests.conftest import MODEL_CACHE

@@ -12,7 +12,9 @@ import pytest
 
 from detectors.frames import FrameBatch
 from detectors.video_quality import QualityMonitor
+from tests.scenes import needs_shared
 
+pytestmark = needs_shared
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 
 

@@ -18,7 +18,9 @@ from ingest.detection import heartbeat_phase, load_stage
 from ingest.units import create_unit
 from tests.conftest import MODEL_CACHE, wait_for
 from tests.detection_worker import detection_worker
-from tests.scenes import SHARED, clip_of, fire_scene
+from tests.scenes import SHARED, clip_of, fire_scene, needs_shared
+
+pytestmark = needs_shared
 
 
 def test_fire_scene_raises_one_flame_event_with_a_snapshot_and_clean_footage_none(

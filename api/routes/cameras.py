@@ -25,7 +25,7 @@ from config.errors import Conflict
 from ingest import camera_imports
 from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
 from ingest.cameras import CameraStatus
-from ingest.csv_file import ImportTooLarge, template
+from ingest.csv_file import template
 from ingest.csv_import import CameraImporter
 from ingest.fields import DbId, Tag, Text
 from ingest.rules_spec import RulesSpec, stored_spec
@@ -95,10 +95,7 @@ def import_cameras(
     alert work never waits long for it; at most `security.import_max_rows` rows. The reply
     holds the counts and the first `security.import_errors_shown` errors; `errors_url` lists
     every one (and every notice)."""
-    security = services.settings.security
-    if file.size is not None and file.size > security.max_upload_bytes:
-        raise ImportTooLarge(f"file larger than {security.max_upload_bytes} bytes (security.max_upload_bytes)",
-                       field="file", limit=security.max_upload_bytes)
+    security = services.settings.security  # the file's size is capped before it is read (api.middleware)
     with services.sessions() as session:
         report = CameraImporter(
             services.registry, session, user.scope, user.actor, max_rows=security.import_max_rows,

@@ -7,7 +7,6 @@ operator's allow and deny lists."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated
 
@@ -15,17 +14,13 @@ from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, 
 
 from api.alerting.subscriptions import Channel
 from config.alerting import Severity
-from ingest.fields import DbId, Name
+from ingest.fields import DbId, Name, has_control_characters
 from ingest.rules_spec import ArmedWindow
-
-#: C0 (tab, CR, LF included), DEL, C1, line/paragraph separators, bidi overrides and isolates
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
 
 def _no_control(value: object) -> object:
     """Refuse control characters before a URL is parsed (the URL parser would drop tabs and
     line breaks silently: what a user typed should be what is stored) or a topic is used."""
-    if isinstance(value, str) and _CONTROL.search(value):
+    if isinstance(value, str) and has_control_characters(value):
         raise ValueError("control characters are not allowed")
     return value
 

@@ -38,6 +38,7 @@ from api.cli import main
 from api.services import Services
 from ingest import audit
 from tests.conftest import MODEL_CACHE, SECRET, Tree, camera_body, free_port, wait_for
+from tests.scenes import needs_shared
 
 ROOT = Path(__file__).parents[2]
 
@@ -93,6 +94,7 @@ def _fire_clip(path: Path) -> Path:
     return clip_of(fire_scene(stage.fire.detector, stage.fire.run), path, seconds=4.0)
 
 
+@needs_shared
 def test_a_local_user_can_read_nothing_a_fresh_serve_writes(tmp_path: Path, model_files: dict[str, Path]) -> None:
     """A real `lookout serve` (embedded Redis, SQLite, a worker, the alert engine) films a fire
     from a `file:` clip: segments, a snapshot, an alert, audit rows and checkpoints are written.
