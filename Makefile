@@ -35,6 +35,7 @@ bench: $(VENV)/.test
 	$(PY) bench/quality.py
 	$(PY) bench/crowd.py
 	$(PY) bench/throughput.py
+	$(PY) bench/outbox.py
 	$(PY) bench/alert_feed.py
 	$(PY) bench/login_flood.py
 

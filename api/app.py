@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +15,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs
 from api.alerting.hub import FeedHub
@@ -87,3 +91,90 @@ def create_app(services: Services) -> FastAPI:
     for module in (health, users, units, onvif, cameras, alert_stream, alerts, subscriptions, stats, audit):
         app.include_router(module.router)
     return app
+
+
+class StartingApp:
+    """What uvicorn serves from the first moment of `lookout serve`: 503 naming what serve still
+    waits for (the database, Redis) until `hand_over` gives it the real app, then every request
+    and the app's lifespan pass to that one.
+
+    Serve cannot build its app before its database answers, but a load balancer and an operator
+    must be told why meanwhile, on the same port, and the port must not go away at the switch."""
+
+    def __init__(self, states: Mapping[str, str]) -> None:
+        self.states = states  # dependency → "ok" or "waiting: <error>", kept by config.dependencies
+        self.app: ASGIApp | None = None
+        self._placeholder = SecurityHeaders(self._unavailable)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_ready = threading.Event()
+        self._inner: tuple[asyncio.Queue[Message], asyncio.Queue[Message], asyncio.Task[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif self.app is not None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013, "reason": "starting: try again later"})
+        else:
+            await self._placeholder(scope, receive, send)
+
+    async def _unavailable(self, scope: Scope, receive: Receive, send: Send) -> None:
+        missing = [name for name, state in self.states.items() if state != "ok"]
+        if scope["path"] == "/healthz":
+            body: dict[str, Any] = {"status": "starting", **self.states}
+        else:
+            body = {"detail": "starting: waiting for " + " and ".join(missing) if missing else "starting"}
+        await JSONResponse(body, 503, headers={"Retry-After": "2"})(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
+                self._loop_ready.set()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def hand_over(self, app: ASGIApp, stop_event: threading.Event) -> bool:
+        """From another thread: start `app`'s lifespan in the server's loop, then pass every
+        request to it. False when `stop_event` came first (the server never got going)."""
+        while not self._loop_ready.wait(0.1):
+            if stop_event.is_set():
+                return False
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._open(app), self._loop).result()
+        return True
+
+    async def _open(self, app: ASGIApp) -> None:
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        outbox: asyncio.Queue[Message] = asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        task = asyncio.create_task(app(scope, inbox.get, outbox.put))
+        await inbox.put({"type": "lifespan.startup"})
+        reply = await _reply(outbox, task)
+        if reply.get("type") != "lifespan.startup.complete":
+            raise RuntimeError(f"the app did not start: {reply.get('message', reply)}")
+        self._inner = (inbox, outbox, task)
+        self.app = app
+
+    async def _close(self) -> None:
+        if self._inner is None:
+            return
+        (inbox, outbox, task), self._inner = self._inner, None
+        await inbox.put({"type": "lifespan.shutdown"})
+        await _reply(outbox, task)
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _reply(outbox: asyncio.Queue[Message], task: asyncio.Task[None]) -> Message:
+    """The lifespan's answer, or an empty one when its task ended without answering."""
+    getter = asyncio.ensure_future(outbox.get())
+    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    return {"type": "lifespan.failed", "message": repr(task.exception()) if not task.cancelled() else "cancelled"}

@@ -9,102 +9,44 @@ import os
 import secrets
 import signal
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from config.errors import LookoutError
 from config.logging import setup_logging
 from config.settings import Settings, load_settings
 
+if TYPE_CHECKING:  # the commands import what they need when they run
+    from sqlalchemy import Engine
+
+
 log = logging.getLogger("lookout.cli")
 
 
 def _services(settings: Settings, redis_url: str | None = None):  # type: ignore[no-untyped-def]
-    from api.migrate import upgrade
-    from api.services import build_services
+    from api.services import open_services
 
-    services = build_services(settings, redis_url)
-    upgrade(services.engine)
-    return services
+    return open_services(settings, redis_url)
 
 
 def _secure_stored_credentials(services) -> None:  # type: ignore[no-untyped-def]
-    """Bind credentials sealed by an older release to their camera's endpoints (and take any
-    left inside stored URLs out), so that no worker sends them elsewhere. Idempotent."""
-    from ingest.camera_credentials import secure_stored_credentials
+    from api.services import secure_stored_credentials
 
-    with services.sessions() as session:
-        changed = secure_stored_credentials(session, services.registry.cipher)
-    if changed:
-        log.info("stored_credentials_secured", extra={"cameras": changed})
+    secure_stored_credentials(services)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import threading
+    from api.serve import serve
 
-    import uvicorn
-
-    from api.app import create_app
-    from config.processes import Children
-    from config.redis_server import EmbeddedRedis
-
-    # uvicorn shuts down gracefully on SIGTERM and then re-raises it; exit normally instead,
-    # so that the `finally` below stops the embedded Redis.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    host = args.host or settings.host
-    port = args.port or settings.port
-    embedded = None
-    redis_url = settings.redis_url
-    if redis_url is None:
-        embedded = EmbeddedRedis(settings.data_dir / "redis")
-        redis_url = embedded.start()
-    from ingest.media_paths import worker_media_env
-
-    demo_media = []
-    if args.demo:
-        from api import demo
-
-        demo_media = demo.media_dirs()  # the demo cameras play its clips as `file:` streams
-    children = Children({**os.environ, "LOOKOUT_REDIS_URL": redis_url,
-                         "LOOKOUT_DATA_DIR": str(settings.data_dir.resolve()),
-                         "LOOKOUT_DATABASE_URL": settings.resolved_database_url,
-                         **worker_media_env(settings, demo_media)})
-    try:
-        services = _services(settings, redis_url)
-        _secure_stored_credentials(services)
-        count = (os.cpu_count() or 1) if args.workers is None else args.workers
-        for _ in range(count):  # one machine runs everything: the API, a worker per core, the alert engine
-            children.start(["worker"])
-        if not args.no_alert_engine:
-            children.start(["alert-engine"])
-        threading.Thread(target=children.watch, name="children", daemon=True).start()
-        if args.demo:
-            from api import demo
-
-            with services.sessions() as session:
-                county = demo.seed(session, services.registry)
-                token = demo.demo_admin_token(session, county, timedelta(hours=settings.token_ttl_hours))
-                session.commit()
-            print(f"Lookout demo at http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
-            print(f"Admin token (Authorization: Bearer ...): {token}", flush=True)
-        app = create_app(services)
-        log.info("serving", extra={"host": host, "port": port, "database": services.engine.url.get_backend_name()})
-        proxies = settings.security.trusted_proxies  # only they may say who the client is (X-Forwarded-For)
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                    proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None)
-        services.close()
-    finally:
-        children.stop()
-        if embedded is not None:
-            embedded.stop()
-    return 0
+    return serve(args, settings)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from config.processes import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any reader thread starts
-    from api.migrate import upgrade
     from api.services import secret_key
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
@@ -114,9 +56,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.media_paths import media_dirs_of
     from ingest.worker import IngestWorker, new_worker_id
 
+    stop = _stop_on_signals()
     url = _redis_url(settings, "lookout worker")
     engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
+    if not _wait_for_dependencies(settings, engine, url, stop, "worker"):
+        engine.dispose()
+        return 0
     sessions = make_session_factory(engine)
     client = connect(url)
     worker_id = new_worker_id()
@@ -125,15 +70,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds,
         segment_dir=settings.segment_dir or settings.data_dir / "segments", segment_seconds=settings.segment_seconds,
         segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30),
-        figures_interval=settings.stream_figures_seconds, media_dirs=media_dirs_of(settings)),
+        figures_interval=settings.stream_figures_seconds, media_dirs=media_dirs_of(settings),
+        segment_min_free_percent=settings.segment_min_free_percent,
+        recording_stop_free_percent=settings.recording_stop_free_percent,
+        recording_stop_free_mb=settings.recording_stop_free_mb, data_dir=settings.data_dir,
+        outbox_dir=settings.data_dir / "outbox", outbox_max_events=settings.outbox_max_events),
         worker_id=worker_id, detection=load_stage(settings.model_cache_dir, settings.detectors,
                                                   settings.snapshot_dir or settings.data_dir / "snapshots",
                                                   precision=settings.model_precision))
     worker = IngestWorker(sessions, client, worker_id, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
                           on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
-                          tick=runner.tick)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop_event.set())
+                          tick=runner.tick, stop_event=stop)
     worker.run()
     runner.stop()
     engine.dispose()
@@ -141,24 +88,30 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
-    import threading
+    import redis
 
     from api.alerting.delivery import Deliverer
     from api.alerting.engine import AlertEngine
     from api.alerting.policy import AlertPolicy
-    from api.migrate import upgrade
     from api.services import secret_key
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
     from ingest.credentials import CredentialCipher
 
+    stopping = _stop_on_signals()
+    url = _redis_url(settings, "lookout alert-engine")
     engine = make_engine(settings.resolved_database_url)
-    upgrade(engine)
+    if not _wait_for_dependencies(settings, engine, url, stopping, "alert-engine"):
+        engine.dispose()
+        return 0
     sessions = make_session_factory(engine)
-    client = connect(_redis_url(settings, "lookout alert-engine"))
+    client = connect(url)
     policy = AlertPolicy(settings.alerts)
     alerts = AlertEngine(sessions, client, policy)
-    alerts.ensure_group()
+    try:
+        alerts.ensure_group()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # gone again: its loop makes the group (NOGROUP)
+        log.warning("alert_group_not_created_yet", extra={"error": str(exc)[:300]})
     deliverer = Deliverer(sessions, client, policy, CredentialCipher(secret_key(settings)), security=settings.security)
     delivering = threading.Thread(target=deliverer.run, name="delivery", daemon=True)
     delivering.start()
@@ -176,6 +129,8 @@ def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    if stopping.is_set():  # a signal while it started
+        stop()
     alerts.run()
     checkpoints.stop_event.set()
     checkpointing.join(15)
@@ -184,6 +139,37 @@ def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
     client.close()
     engine.dispose()
     return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: a process still waiting for its dependencies ends
+    quietly (no KeyboardInterrupt traceback)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _wait_for_dependencies(settings: Settings, engine: Engine, url: str, stop: threading.Event, command: str) -> bool:
+    """Wait for the database (then migrate) and Redis, one line per try (config.dependencies);
+    False when stopped first. Nothing here dies of a dependency that is not there yet: a crash
+    loop under `serve`'s supervisor would log a traceback per try."""
+    from sqlalchemy.exc import DBAPIError
+
+    from api.migrate import upgrade
+    from config.dependencies import describe, wait_for_database, wait_for_redis
+
+    interval = settings.dependency_retry_seconds
+    while True:
+        if not wait_for_database(engine, stop, interval, command=command):
+            return False
+        try:
+            upgrade(engine)
+            break
+        except DBAPIError as exc:  # it went away again between the check and the migration
+            log.warning("database_lost_during_start", extra={"error": describe(exc), "retry_in": interval})
+            stop.wait(interval)
+    return wait_for_redis(url, stop, interval, command=command)
 
 
 def _redis_url(settings: Settings, command: str) -> str:

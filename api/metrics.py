@@ -60,6 +60,10 @@ class RegistryCollector(Collector):
             "bitrate_kbps": "Received bitrate in kbit/s",
             "keyframe_interval_seconds": "Seconds between keyframes",
             "reconnects": "Stream reconnects since the reader started",
+            # broken video (bit errors): a count that only grows while one worker reads the camera
+            # (restarts from 0 when another takes it), and its last minute, which marks it degraded
+            "decode_errors": "Damaged frames since the worker reading the camera took it",
+            "recent_decode_errors": "Damaged frames in the reader's last minute (5 or more: degraded)",
         }
         families = {k: GaugeMetricFamily(f"lookout_stream_{k}", text, labels=["camera_id"]) for k, text in names.items()}
         if self.services.redis is not None:

@@ -3,6 +3,7 @@ alert policy."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import redis
@@ -16,6 +17,8 @@ from config.settings import Settings
 from ingest.camera_store import CameraRegistry
 from ingest.credentials import CredentialCipher, load_or_create_key
 from ingest.registry_feed import RegistryFeed
+
+log = logging.getLogger("lookout.services")
 
 
 @dataclass
@@ -53,3 +56,23 @@ def build_services(settings: Settings, redis_url: str | None = None) -> Services
         feed=RegistryFeed(client, settings.registry_feed_maxlen),
     )
     return Services(settings, engine, make_session_factory(engine), client, registry, AlertPolicy(settings.alerts))
+
+
+def open_services(settings: Settings, redis_url: str | None = None) -> Services:
+    """`build_services` on a database brought up to date (migrations first)."""
+    from api.migrate import upgrade
+
+    services = build_services(settings, redis_url)
+    upgrade(services.engine)
+    return services
+
+
+def secure_stored_credentials(services: Services) -> None:
+    """Bind credentials sealed by an older release to their camera's endpoints (and take any
+    left inside stored URLs out), so that no worker sends them elsewhere. Idempotent."""
+    from ingest.camera_credentials import secure_stored_credentials as secure
+
+    with services.sessions() as session:
+        changed = secure(session, services.registry.cipher)
+    if changed:
+        log.info("stored_credentials_secured", extra={"cameras": changed})

@@ -133,10 +133,11 @@ def main() -> int:
             with httpx.Client(base_url=base, timeout=10) as client:
                 for _ in range(300):
                     try:
-                        client.get("/healthz")
-                        break
+                        if client.get("/healthz").status_code == 200:  # 503 while serve starts
+                            break
                     except httpx.TransportError:
-                        time.sleep(0.1)
+                        pass
+                    time.sleep(0.1)
                 mix = queries(ids)
                 headers = {name: {"Authorization": f"Bearer {tok}"} for name, tok in tokens.items()}
                 for label, who, params in mix * 5:  # warm up

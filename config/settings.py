@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis:// or unix:// URL; default: a private embedded redis-server."
     )
+    dependency_retry_seconds: float = Field(
+        2.0, gt=0, le=60,
+        description="while Redis or the database does not answer at start, try again (and log one line) this often")
     secret_key: SecretStr | None = Field(
         None,
         description="Fernet key that encrypts camera credentials; default: data_dir/secret.key.",
@@ -87,6 +90,17 @@ class Settings(BaseSettings):
     segment_seconds: float = Field(10.0, ge=1, le=600)
     segment_max_age_hours: float = Field(72.0, gt=0, description="older segments are deleted")
     segment_max_gb: float = Field(50.0, gt=0, description="the oldest segments go first above this")
+    segment_min_free_percent: float = Field(
+        10.0, ge=0, le=90, description="video is deleted, oldest first, to keep this share of its filesystem free")
+    recording_stop_free_percent: float = Field(
+        5.0, ge=0, le=90, description="under this share free (after deleting all video) recording stops until "
+        "space returns: the database, Redis's AOF and the audit log keep room; /healthz answers 503")
+    recording_stop_free_mb: float = Field(
+        256.0, ge=0, le=2**20, description="recording also stops under this many MB free, whatever the share: "
+        "what the database and Redis need does not shrink with the disk")
+    outbox_max_events: int = Field(
+        100_000, ge=100, le=10_000_000,
+        description="events a worker keeps on disk while Redis is away; the oldest go first when full")
     stream_read_timeout_seconds: float = Field(
         5.0, gt=0.5, le=120, description="silence after which a camera is offline and its stream reopened")
     alerts: AlertSettings = Field(default_factory=AlertSettings)
@@ -105,6 +119,14 @@ class Settings(BaseSettings):
         for code in value:
             if not code.isascii() or not code.replace("_", "").isalnum() or len(code) > 32:
                 raise ValueError(f"network code {code!r} must be ASCII letters, digits or _")
+        return value
+
+    @field_validator("recording_stop_free_percent")
+    @classmethod
+    def _stop_under_reserve(cls, value: float, info: ValidationInfo) -> float:
+        reserve = info.data.get("segment_min_free_percent")
+        if reserve is not None and value > reserve:
+            raise ValueError(f"must not exceed segment_min_free_percent ({reserve})")
         return value
 
     @field_validator("database_url")

@@ -29,7 +29,7 @@ NAMES = np.array(["unknown", "online", "offline", "degraded"])
 @dataclass(frozen=True)
 class HealthRules:
     offline_after: float = 5.0  # seconds without a packet
-    degraded_errors: int = 5  # decode errors since the previous observation
+    degraded_errors: int = 5  # damaged frames within the reader's damage window (60 s)
     online_hold: float = 2.0
     degraded_hold: float = 10.0
 

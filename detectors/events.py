@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EVENTS_STREAM = "lookout:events"
+#: `camera_id` of an event about the deployment itself, not one camera: a worker's disk filling
+#: (`disk_pressure`, then `disk_recovered`). Its alert belongs to the root unit (the county
+#: command centre that runs the machines); its evidence names the host and the path.
+SYSTEM_CAMERA_ID = 0
+SYSTEM_KINDS = ("disk_pressure", "disk_recovered")
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     camera_id: int
-    kind: str  # flame, smoke, crowd, video_degraded, camera_offline, camera_online
+    kind: str  # flame, smoke, crowd, video_degraded, camera_offline, camera_online, disk_pressure...
     at: float  # Unix seconds
     score: float = 1.0
     evidence: dict[str, Any] = field(default_factory=dict)

@@ -1,11 +1,14 @@
 """The readers of one worker's leased cameras, and what comes out of them every tick.
 
 `assign` / `release` are the worker's lease hooks; each reader also feeds its camera's
-segment writer (`ingest.segments`), whose retention runs here once a minute. Each `tick`
+segment writer (`ingest.segments`), whose disk `ingest.storage_guard` watches every tick. Each `tick`
 hands the latest due frame of every camera to the detectors as ONE `FrameBatch` (video quality
 and motion, then the detection stage of `ingest.detection`), turns what the readers saw into statuses
-(`detectors.camera_health`, all cameras at once), writes the changes to the registry and
-publishes `camera_offline` / `camera_online` events on `lookout:events`.
+(`detectors.camera_health`, all cameras at once), keeps `camera_offline` / `camera_online`
+events in the worker's durable outbox (`ingest.outbox`), writes the changes to the registry and
+sends the events on to `lookout:events`. Every event (detections too) waits in that outbox until
+Redis has taken it, and a status the database refused is written again by the next ticks, so
+neither a Redis nor a database outage loses what a camera did meanwhile.
 
 The registry row is the status people see, so it must follow what the readers see even when the
 row changes behind the worker's back: a camera (re)assigned starts from the status its row
@@ -24,30 +27,31 @@ from pathlib import Path
 import numpy as np
 import redis
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.database import utcnow
+from config.disk_space import MB, DiskLimits
 from config.processes import trim_malloc
 from detectors.camera_health import HealthRules, HealthTracker
-from detectors.camera_rows import lookup
-from detectors.events import EVENTS_STREAM, Event
+from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.rules import CameraRules
 from detectors.video_quality import QualityMonitor, QualityReport
+from ingest.camera_statuses import DATABASE_DOWN, CameraStatuses
 from ingest.cameras import Camera
 from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.detection import DetectionStage
 from ingest.fields import StreamUrl, has_control_characters
 from ingest.media_paths import MediaFolders
+from ingest.outbox import DEFAULT_MAX_EVENTS, Outbox
 from ingest.rules_spec import stored_spec
-from ingest.segments import SegmentWriter, enforce_retention
+from ingest.segments import SegmentWriter
+from ingest.storage_guard import StorageGuard
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader, latest_batch
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
-EVENTS_MAXLEN = 1_000_000  # about a week of a large county's events; older ones are trimmed
 RETENTION_SECONDS = 60.0
 
 
@@ -73,10 +77,19 @@ class StreamSettings:
     segment_seconds: float = 10.0
     segment_max_age: float = 72 * 3600.0
     segment_max_bytes: int = 50 * 2**30
+    # the disk under the video (`ingest.storage_guard`): video goes to keep the first share free,
+    # recording stops under the second (and under the MB floor) so that the alerts' storage keeps room
+    segment_min_free_percent: float = 10.0
+    recording_stop_free_percent: float = 5.0
+    recording_stop_free_mb: float = 256.0
+    data_dir: Path | None = None  # watched too when on another disk than the video
     figures_interval: float = 5.0  # seconds between publications of the stream figures
     # where `file:` streams may read from (`ingest.media_paths`); none: `file:` streams are refused
     media_dirs: tuple[Path, ...] = ()
     status_refresh_seconds: float = SEEN_REFRESH_SECONDS  # last_seen_at, and statuses re-asserted
+    # the durable event outbox's folder (`ingest.outbox`); None: in memory, lost with the process
+    outbox_dir: Path | None = None
+    outbox_max_events: int = DEFAULT_MAX_EVENTS
 
 
 class CameraRunner:
@@ -98,7 +111,6 @@ class CameraRunner:
         self.health = HealthTracker(rules or HealthRules(offline_after=settings.read_timeout))
         self.reader_factory = reader_factory
         self.readers: dict[int, StreamReader] = {}
-        self.errors_seen: dict[int, int] = {}
         self.failures: dict[int, str] = {}  # cameras that cannot even start a reader
         self.quality = QualityMonitor()
         self.detection = detection
@@ -108,7 +120,15 @@ class CameraRunner:
         self._figures_published = 0.0
         self.segments: dict[int, SegmentWriter] = {}
         self._retention_run = 0.0
+        self.storage = None if settings.segment_dir is None else StorageGuard(
+            settings.segment_dir, DiskLimits(settings.segment_min_free_percent, settings.recording_stop_free_percent,
+                                             int(settings.recording_stop_free_mb * MB)),
+            settings.segment_max_age, settings.segment_max_bytes, settings.data_dir, worker_id,
+            open_grace=max(30.0, 3 * settings.segment_seconds))
         self.media = MediaFolders(settings.media_dirs)
+        self._storage_failing = False
+        self.outbox = Outbox(settings.outbox_dir, settings.outbox_max_events)  # in memory on a full disk
+        self.statuses = CameraStatuses(sessions, self._error_of)
 
     # -- lease hooks ----------------------------------------------------------------------
     def assign(self, camera_ids: set[int]) -> None:
@@ -149,14 +169,14 @@ class CameraRunner:
             if self.settings.segment_dir is not None:
                 writer = self.segments[camera_id] = SegmentWriter(
                     camera_id, self.settings.segment_dir, self.settings.segment_seconds)
-                on_packet = lambda _id, packet, w=writer: w.write(packet)  # noqa: E731
+                writer.set_recording(self.storage is None or self.storage.recording)  # not into a full disk
+                on_packet = lambda _id, packet, w=writer: w.write(packet)
             reader = self.reader_factory(
                 camera_id, join_userinfo(public, creds), public_url=public, size=self.settings.size,
                 interval=self.settings.interval, read_timeout=self.settings.read_timeout,
                 open_timeout=self.settings.open_timeout, on_packet=on_packet, media_dirs=self.media.folders,
             )
             self.readers[camera_id] = reader
-            self.errors_seen[camera_id] = 0
             reader.start()
         log.info("readers_started", extra={"cameras": len(rows), "failed": len(camera_ids & self.failures.keys())})
 
@@ -181,10 +201,13 @@ class CameraRunner:
             writer = self.segments.pop(camera_id, None)
             if writer is not None:
                 writer.finish()
-        self.figures.forget(camera_ids)
+        try:
+            self.figures.forget(camera_ids)
+        except redis.RedisError:
+            pass  # figures are a live view: their own age tells readers they are stale
+        self.statuses.settle(camera_ids)
         for camera_id in camera_ids:
             self.failures.pop(camera_id, None)
-            self.errors_seen.pop(camera_id, None)
         self.quality.forget(camera_ids)
         if self.detection is not None:
             self.detection.forget(camera_ids)
@@ -197,7 +220,11 @@ class CameraRunner:
             self.assign(mine)
 
     def stop(self) -> None:
+        """Release every camera; one last try to send the outbox, then its file is let go (left
+        for the next worker on this folder when Redis did not take everything)."""
         self.release(set(self.readers) | set(self.failures))
+        self.outbox.flush(self.client)
+        self.outbox.close()
 
     # -- every tick -------------------------------------------------------------------------
     def collect(self) -> FrameBatch:
@@ -216,30 +243,62 @@ class CameraRunner:
         self.publish(events)
 
     def publish(self, events: list[Event]) -> None:
+        """Into the durable outbox, then on to `lookout:events` if Redis takes them now; when it
+        does not, the outbox keeps them and every tick tries again."""
+        self._keep(events)
+        self.outbox.flush(self.client)
+
+    def _keep(self, events: list[Event]) -> None:
         if not events:
             return
-        pipe = self.client.pipeline(transaction=False)
+        self.outbox.put(events)
         for event in events:
-            pipe.xadd(EVENTS_STREAM, event.fields(), maxlen=EVENTS_MAXLEN, approximate=True)
-        pipe.execute()
-        for event in events:
-            log.info("event", extra={"camera_id": event.camera_id, "kind": event.kind, **event.evidence})
+            log.info("event", extra={"camera_id": event.camera_id, "kind": event.kind, "event_id": event.event_id,
+                                     **event.evidence})
 
     def tick(self, now: float | None = None) -> FrameBatch:
+        """One pass. The disk check comes FIRST, in its own try: it is what deletes video on a
+        filling disk, so nothing else a tick does (and may fail at) can keep it from running."""
         now = time.monotonic() if now is None else now
+        self._check_storage(now)
         batch = self.collect()
         self.analyse(batch)
         self.update_health(now)
+        self.outbox.flush(self.client)  # what an outage kept back; never raises (it backs off)
         if now - self._retention_run >= RETENTION_SECONDS:
-            if self.settings.segment_dir is not None:
-                enforce_retention(self.settings.segment_dir, self.settings.segment_max_age,
-                                  self.settings.segment_max_bytes)
+            if self.storage is not None:
+                self.storage.enforce()  # age and size cap, by the worker leading the folder
             trim_malloc()  # freed decoder buffers back to the system: RSS stays flat over days
             self._retention_run = now
         if now - self._figures_published >= self.settings.figures_interval:
-            self.figures.publish({c: r.stats for c, r in self.readers.items()})
             self._figures_published = now
+            try:
+                self.figures.publish({c: r.stats for c, r in self.readers.items()})
+            except redis.RedisError:
+                pass  # a live view, replaced by the next publication; the outbox logs the outage
         return batch
+
+    def _check_storage(self, now: float) -> None:
+        """Every tick: a statvfs, video deleted whenever under the reserve, recording on or off;
+        `disk_pressure` / `disk_recovered` (once each per episode) into the outbox. A failure is
+        logged once per episode and tried again next tick."""
+        if self.storage is None:
+            return
+        try:
+            alerts = self.storage.check(now)
+        except Exception as exc:  # a bug or an unforeseen error: the rest of the tick goes on
+            if not self._storage_failing:
+                log.exception("storage_check_failed", extra={  # a bug's traceback, once
+                    "path": str(self.settings.segment_dir), "error": f"{type(exc).__name__}: {exc}"[:300]})
+            self._storage_failing = True
+            return
+        if self._storage_failing:
+            log.info("storage_check_recovered", extra={"path": str(self.settings.segment_dir)})
+            self._storage_failing = False
+        for writer in self.segments.values():
+            writer.set_recording(self.storage.recording)
+        if alerts:
+            self.publish(alerts)
 
     def update_health(self, now: float) -> None:
         ids = np.array(sorted(self.readers.keys() | self.failures.keys()), dtype=np.int64)
@@ -253,15 +312,18 @@ class CameraRunner:
             if reader is not None:
                 silence[i] = reader.silent_for(now)
                 heard[i] = reader.stats.last_packet_at is not None
-                errors[i] = reader.stats.decode_errors - self.errors_seen[c]
-                self.errors_seen[c] = reader.stats.decode_errors
+                errors[i] = reader.stats.recent_decode_errors  # damaged frames in the reader's last minute
         changed, old, new = self.health.observe(ids, silence, errors, now, heard)
         if len(changed):
-            self._record(changed.tolist(), old.tolist(), new.tolist())
+            self._record(changed.tolist(), old.tolist(), new.tolist(), now)
+        self.statuses.write_pending(now)
         if now - self._seen_refreshed > self.settings.status_refresh_seconds:
             self._seen_refreshed = now  # before the writes: a database error waits for the next round
-            self._refresh_seen(ids[heard & (silence < self.health.rules.offline_after)].tolist())
-            self._reassert()
+            try:
+                self.statuses.refresh_seen(ids[heard & (silence < self.health.rules.offline_after)].tolist())
+                self.statuses.reassert(*self.health.known())
+            except DATABASE_DOWN as exc:
+                log.warning("camera_status_refresh_failed", extra={"cameras": len(ids), "error": str(exc)[:300]})
 
     def _error_of(self, camera_id: int) -> str | None:
         if camera_id in self.failures:
@@ -269,74 +331,21 @@ class CameraRunner:
         reader = self.readers.get(camera_id)
         return None if reader is None else reader.stats.last_error
 
-    def _write(self, ids: list[int], statuses: list[str]) -> list[dict[str, object]]:
-        """Write these statuses (and the error behind each one that is not online); the rows."""
-        stamp = utcnow()
-        rows = []
-        for camera_id, status in zip(ids, statuses):
-            error = None if status == "online" else (self._error_of(camera_id) or "no video received")
-            row: dict[str, object] = {"id": camera_id, "status": status, "last_error": error}
-            if status == "online":
-                row["last_seen_at"] = stamp
-            rows.append(row)
-        table = Camera.__table__
-        with self.sessions() as session:
-            for seen in (True, False):
-                group = [{"camera": r["id"], "new_status": r["status"], "error": r["last_error"],
-                          "seen": r.get("last_seen_at")} for r in rows if ("last_seen_at" in r) == seen]
-                if not group:
-                    continue
-                # Core, not the ORM's bulk update by primary key: that one raises StaleDataError
-                # when one camera of the batch was deleted meanwhile, and the rollback took the
-                # statuses of all the others with it (the tracker had already moved on)
-                values = {"status": bindparam("new_status"), "last_error": bindparam("error")}
-                if seen:
-                    values["last_seen_at"] = bindparam("seen")
-                session.execute(table.update().where(table.c.id == bindparam("camera")).values(**values), group)
-            session.commit()
-        return rows
-
-    def _reassert(self) -> None:
-        """Write again every settled status its registry row no longer shows (the row was
-        rewritten, recreated under the same id, or an earlier write was lost); no events: the
-        change itself was announced when it happened."""
-        ids, statuses = self.health.known()
-        if not len(ids):
-            return
-        with self.sessions() as session:
-            stored = session.execute(select(Camera.id, Camera.status).where(Camera.id.in_(ids.tolist()))).all()
-        if not stored:
-            return
-        stored_ids = np.array([r[0] for r in stored], np.int64)
-        stored_status = np.array([r[1] for r in stored], object).astype(str)
-        rows = lookup(stored_ids, ids)  # row of each settled camera, -1: deleted meanwhile
-        found = rows >= 0
-        stale = found.copy()
-        stale[found] = stored_status[rows[found]] != statuses[found]
-        if not stale.any():
-            return
-        self._write(ids[stale].tolist(), statuses[stale].tolist())
-        log.warning("camera_status_reasserted", extra={
-            "cameras": int(stale.sum()), "sample": ids[stale][:5].tolist(),
-            "was": stored_status[rows[stale]][:5].tolist(), "now": statuses[stale][:5].tolist()})
-
-    def _record(self, ids: list[int], old: list[str], new: list[str]) -> None:
+    def _record(self, ids: list[int], old: list[str], new: list[str], now: float) -> None:
+        """The tracker has moved on: the events go into the outbox FIRST (durable, whatever the
+        database does), then the rows; a write the database refuses stays pending, retried by
+        every tick with backoff (`ingest.camera_statuses`), and the events leave once Redis takes them."""
         wall = time.time()
-        rows = self._write(ids, new)
+        rows = self.statuses.rows(ids, new)
         events = []
         for row, before in zip(rows, old):
             kind = {"online": "camera_online", "offline": "camera_offline"}.get(row["status"])
             if kind is None or (kind == "camera_online" and before == "unknown"):
                 continue  # first contact is not news; degraded waits for the quality events
             events.append(Event(row["id"], kind, wall, evidence={"previous": before, "error": row["last_error"]}))
-        self.publish(events)
+        self._keep(events)
+        self.statuses.queue(ids, new, now)
+        self.outbox.flush(self.client)  # after the rows, when the database took them: the row comes first
         for row, before in zip(rows, old):
             log.info("camera_status", extra={"camera_id": row["id"], "status": row["status"], "previous": before,
                                              "error": row["last_error"]})
-
-    def _refresh_seen(self, ids: list[int]) -> None:
-        if not ids:
-            return
-        with self.sessions() as session:
-            session.execute(update(Camera).where(Camera.id.in_(ids)).values(last_seen_at=utcnow()))
-            session.commit()

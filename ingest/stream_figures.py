@@ -42,7 +42,7 @@ class FigurePublisher:
         for camera_id, s in stats.items():
             mark = self.marks.get(camera_id)
             span = now - mark.at if mark else 0.0
-            rate = (lambda a, b: round((a - b) / span, 2)) if mark and span > 0 else (lambda a, b: None)
+            rate = (lambda a, b, span=span: round((a - b) / span, 2)) if mark and span > 0 else (lambda a, b: None)
             values[str(camera_id)] = json.dumps({
                 "at": round(now, 3),
                 "worker_id": self.worker_id,
@@ -56,7 +56,8 @@ class FigurePublisher:
                 "bitrate_kbps": (round((s.bytes - mark.bytes) * 8 / span / 1000, 1) if mark and span > 0 else None),
                 "keyframe_interval_seconds": None if s.keyframe_interval is None else round(s.keyframe_interval, 3),
                 "reconnects": s.reconnects,
-                "decode_errors": s.decode_errors,
+                "decode_errors": s.decode_errors,  # damaged frames (ingest.stream_reader)
+                "recent_decode_errors": s.recent_decode_errors,  # of which in the reader's damage window
                 "last_error": s.last_error,
             })
             self.marks[camera_id] = _Mark(now, s.packets, s.decoded, s.bytes)

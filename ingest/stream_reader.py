@@ -17,6 +17,17 @@
   `file:` source is opened as `file:<real path>` with the file protocol alone and the demuxers
   of video files alone (no concat scripts, playlists or image sequences that name other files),
   after `ingest.media_paths` has checked, at every open, that it lies inside the media folders.
+- Broken video is counted, not just concealed. FFmpeg's H.264 decoder conceals damaged
+  macroblocks and only flags the picture (`frame.is_corrupt`; error resilience needs the single
+  decoding thread set below); its HEVC decoder drops what it cannot decode and, asked to output
+  pictures whose references were lost, flags those. A flagged picture or a rejected packet is
+  a damaged frame: `decode_errors` counts them, `last_error` says how many in the last
+  `damage_window` seconds. With keyframe-only decoding the decoded keyframes are the sample.
+  Flagged pictures before the first clean one or keyframe after a (re)start are a late join's
+  missing references, not bit errors. FFmpeg's log lines are not used: its log callback is
+  process-wide and does not say which camera's decoder wrote them.
+- A picture of another size (the camera was reconfigured) becomes the reported size; the
+  analysed frame is scaled to the configured size all the same.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +63,8 @@ class StreamStats:
     decoded: int = 0
     keyframes: int = 0
     reconnects: int = 0
-    decode_errors: int = 0
+    decode_errors: int = 0  # damaged frames since the reader started (see the module's docstring)
+    recent_decode_errors: int = 0  # of which in the last `damage_window` seconds
     keyframe_interval: float | None = None  # seconds between the last two keyframes
     last_packet_at: float | None = None  # time.monotonic()
     last_frame_at: float | None = None
@@ -71,6 +84,12 @@ class UnsupportedStream(Exception):
     """The source sends video Lookout does not handle; retried all the same (slowly), since
     a technician may reconfigure the camera."""
 
+
+#: How `last_error` names a decoder's format.
+CODEC_LABELS = {"h264": "H.264", "hevc": "H.265"}
+#: Seconds of damaged frames that `last_error` counts; damaged frames remembered for that count.
+DAMAGE_WINDOW = 60.0
+DAMAGE_MEMORY = 4096
 
 #: What the cameras of these networks send (GB/T 28181 requires H.264 or H.265), and what the
 #: MPEG-TS segment store can hold without re-encoding.
@@ -130,6 +149,7 @@ class StreamReader(threading.Thread):
         on_packet: Callable[[int, av.Packet], None] | None = None,
         public_url: str | None = None,
         media_dirs: Iterable[Path] | None = None,
+        damage_window: float = DAMAGE_WINDOW,
     ) -> None:
         super().__init__(name=f"reader-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -145,6 +165,19 @@ class StreamReader(threading.Thread):
         # where `file:` sources may be (None: not checked here, the caller did — benches, tests)
         self.media = None if media_dirs is None else MediaFolders(media_dirs)
         self.stats = StreamStats()
+        self.damage_window = damage_window
+        self._damage: deque[float] = deque(maxlen=DAMAGE_MEMORY)  # when each recent damaged frame came
+        self._damage_note: str | None = None  # the last_error this reader wrote about them
+        self._settled = False  # a clean picture has come since the decoder (re)started
+        self._keyframes_only = True
+        # A keyframe waits for the next packet: FFmpeg's parser splits a picture whose slices
+        # each carry the parameter sets again (a GStreamer relay's config-interval=-1 does that),
+        # and each part decoded alone comes out half concealed. Its parts share a timestamp.
+        self._pending: list[bytes] = []
+        self._pending_pts: int | None = None
+        self._pending_at, self._pending_due = 0.0, False
+        self._skipped_pts: int | None = None  # the last keyframe skipped as not due
+        self._show_damaged = True  # whether a damaged picture may still be analysed
         self._latest: tuple[float, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._halt = threading.Event()
@@ -175,7 +208,7 @@ class StreamReader(threading.Thread):
             started = time.monotonic()
             try:
                 self._session()
-            except Exception as exc:  # every failure of one camera stays with that camera
+            except Exception as exc:  # noqa: BLE001 - every failure of one camera stays with that camera
                 self.stats.last_error = _describe(exc, self.url, self.public_url)
                 log.info("stream_disconnected", extra={"camera_id": self.camera_id, "error": self.stats.last_error})
             finally:
@@ -209,6 +242,12 @@ class StreamReader(threading.Thread):
             # later packets arrive (and keyframe-only decoding feeds one packet at a time);
             # parallelism comes from the many cameras of a worker instead.
             codec.thread_count = 1
+            # HEVC drops a picture with lost references unless asked for it; asked, it flags it.
+            # H.264's concealed pictures were always analysed; HEVC's were not, and stay so.
+            self._show_damaged = codec.name != "hevc"
+            if not self._show_damaged:
+                codec.flags |= av.codec.context.Flags.output_corrupt
+            self._settled, self._pending = False, []
             self.stats.codec, self.stats.width, self.stats.height = codec.name, codec.width, codec.height
             self.stats.connected = True
             self.stats.last_error = None
@@ -239,6 +278,7 @@ class StreamReader(threading.Thread):
                     raise StreamEnded("stream ended")
                 container.seek(0)
                 codec.flush_buffers()
+                self._settled, self._pending = False, []
                 pace_start = first_pts = None
 
     def _on_packet(self, packet: av.Packet, pts: float, codec: av.codec.context.CodecContext) -> None:
@@ -252,30 +292,70 @@ class StreamReader(threading.Thread):
             if stats._last_key_pts is not None and pts > stats._last_key_pts:
                 stats.keyframe_interval = pts - stats._last_key_pts
             stats._last_key_pts = pts
+            if self._damage and now - self._damage[0] > self.damage_window:
+                self._count_damage(now)
         due = now >= self._next_due
         keyframes_only = stats.keyframe_interval is None or self.interval >= stats.keyframe_interval
+        if keyframes_only != self._keyframes_only:
+            # every packet from now on, mid-GOP: the pictures before the next keyframe lack references
+            self._keyframes_only, self._settled = keyframes_only, False
+        if self._pending:
+            if packet.is_keyframe and self._pending_pts in (packet.pts, None):
+                self._pending.append(bytes(packet))  # the rest of a keyframe split over packets
+                return
+            # stamped with its arrival: the next one is due an interval after that, not after this
+            self._decode(codec, av.Packet(b"".join(self._pending)), self._pending_at, self._pending_due)
+            self._pending = []
         if keyframes_only:
-            if not (due and packet.is_keyframe):
+            if not packet.is_keyframe:
+                self._skipped_pts = None
+                return
+            if not due or (packet.pts is not None and packet.pts == self._skipped_pts):
+                self._skipped_pts = packet.pts  # not due: skipped, and the rest of it with it
                 return
             codec.skip_frame = "NONKEY"
         else:
             codec.skip_frame = "DEFAULT"
+        if packet.is_keyframe:  # decoded with the next packet, unless that one is the rest of it
+            self._pending, self._pending_pts, self._pending_at, self._pending_due = [bytes(packet)], packet.pts, now, due
+            return
+        self._decode(codec, packet, now, due)
+
+    def _decode(self, codec: av.codec.context.CodecContext, packet: av.Packet, now: float, due: bool) -> None:
+        """Decode one picture's packet; analyse the picture if due."""
+        stats = self.stats
         try:
             frames = codec.decode(packet)
-            if keyframes_only and not frames:
+            if self._keyframes_only and not frames:
                 # a decoder with reordering delay (B-frames) holds the picture back until more
                 # packets come; a lone keyframe needs none, so drain it out and start afresh
                 frames = codec.decode(None)
                 codec.flush_buffers()
-        except av.error.FFmpegError as exc:
-            stats.decode_errors += 1
-            stats.last_error = f"decode error: {exc.strerror or type(exc).__name__}"
+        except av.error.FFmpegError as exc:  # a packet the decoder rejects: a damaged frame too
+            self._damaged(now, 1, exc.strerror or type(exc).__name__)
             return
-        if not frames or not due:
+        picture, damaged = None, 0
+        for frame in frames:  # mostly one: a few attribute reads per decoded picture
+            if frame.key_frame or self._keyframes_only:  # it needs no references: flagged, it is damaged
+                self._settled = True
+            if not frame.is_corrupt:
+                self._settled, picture = True, frame
+            elif self._settled:
+                damaged += 1
+                if self._show_damaged:
+                    picture = frame
+        if damaged:
+            self._damaged(now, damaged, "damaged picture")
+        if picture is None:
+            return
+        if picture.width != stats.width or picture.height != stats.height:
+            self._resized(picture.width, picture.height)
+        if not due:
             return
         width, height = self.size
-        # AREA: the right filter for shrinking (no aliasing), and cheaper than the default bicubic
-        image = frames[-1].to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+        # AREA: the right filter for shrinking (no aliasing), and cheaper than the default
+        # bicubic; the configured size whatever the camera's own, which may change mid-stream
+        image = picture.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
         stats.decoded += 1
         stats.last_frame_at = now
         # 10 % slack: with an interval equal to the GOP, the next keyframe arriving a hair
@@ -283,6 +363,44 @@ class StreamReader(threading.Thread):
         self._next_due = now + 0.9 * self.interval
         with self._lock:
             self._latest = (time.time(), image)
+
+    def _damaged(self, now: float, count: int, reason: str) -> None:
+        """Count `count` damaged frames; the first after a clean spell is logged (once, not per
+        frame: a broken link damages every frame)."""
+        if not self._damage:
+            log.warning("stream_corrupt", extra={"camera_id": self.camera_id, "codec": self.stats.codec,
+                                                 "reason": reason, "decode_errors": self.stats.decode_errors + count})
+        self.stats.decode_errors += count
+        self._damage.extend([now] * min(count, DAMAGE_MEMORY))
+        self._count_damage(now)
+
+    def _count_damage(self, now: float) -> None:
+        """Forget damaged frames older than the window; say how many are left in `last_error`
+        (bounded text: a number and a fixed phrase), or take back what it said once none is."""
+        damage, stats = self._damage, self.stats
+        while damage and now - damage[0] > self.damage_window:
+            damage.popleft()
+        stats.recent_decode_errors = count = len(damage)
+        if count:
+            label = CODEC_LABELS.get(stats.codec or "", "video")
+            more = "+" if count == DAMAGE_MEMORY else ""
+            self._damage_note = (f"corrupt {label} data: {count}{more} damaged frame{'s' if count > 1 else ''} "
+                                 f"in the last {self.damage_window:g} s")
+            stats.last_error = self._damage_note
+            return
+        if stats.last_error is not None and stats.last_error == self._damage_note:
+            stats.last_error = None
+        self._damage_note = None
+        log.info("stream_corrupt_cleared", extra={"camera_id": self.camera_id, "decode_errors": stats.decode_errors,
+                                                  "window_seconds": self.damage_window})
+
+    def _resized(self, width: int, height: int) -> None:
+        """The camera sends another size (reconfigured, or its stream switched): report it."""
+        stats = self.stats
+        if stats.width and stats.height:  # not the first size learnt, where the SDP had none
+            log.info("stream_resolution_changed", extra={"camera_id": self.camera_id, "old_width": stats.width,
+                                                         "old_height": stats.height, "width": width, "height": height})
+        stats.width, stats.height = width, height
 
 
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s'\"]*@")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.assignment import Leases, Membership, rendezvous
@@ -52,6 +53,7 @@ class IngestWorker:
         on_change: Hook | None = None,
         tick: Callable[[], object] | None = None,
         tick_seconds: float = 1.0,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.sessions = sessions
         self.client = client
@@ -68,7 +70,8 @@ class IngestWorker:
         self.owned: set[int] = set()
         self._feed_id = "$"
         self._loaded_at = 0.0
-        self.stop_event = threading.Event()
+        self._feed_down_since: float | None = None  # monotonic start of a registry feed outage
+        self.stop_event = stop_event or threading.Event()
 
     def load_cameras(self) -> None:
         with self.sessions() as session:
@@ -99,20 +102,27 @@ class IngestWorker:
         self.owned = held
 
     def _wait_for_registry(self, timeout: float) -> list[dict[str, str]] | None:
-        """Block on the registry stream for up to `timeout`; the new entries, if any."""
+        """Block on the registry stream for up to `timeout`; the new entries, if any. An outage
+        is said once when it starts and once when it ends, not on every loop pass."""
         try:
             entries = self.client.xread({STREAM: self._feed_id}, block=max(1, int(timeout * 1000)), count=1000)
         except redis.RedisError as exc:
-            log.warning("registry_feed_unavailable", extra={"worker_id": self.worker_id, "error": str(exc)})
+            if self._feed_down_since is None:
+                self._feed_down_since = time.monotonic()
+                log.warning("registry_feed_unavailable", extra={"worker_id": self.worker_id, "error": str(exc)[:300]})
             self.stop_event.wait(timeout)
             return None
+        if self._feed_down_since is not None:
+            log.info("registry_feed_restored", extra={
+                "worker_id": self.worker_id, "down_s": round(time.monotonic() - self._feed_down_since, 1)})
+            self._feed_down_since = None
         if not entries:
             return None
         self._feed_id = entries[0][1][-1][0]
         return [fields for _, fields in entries[0][1]]
 
     def _apply(self, changes: list[dict[str, str]]) -> None:
-        self.load_cameras()
+        self._reload()
         # `create` too: SQLite gives a deleted camera's id to the next camera registered, and when
         # both changes come in one read the id never leaves this worker's share — without a
         # restart its reader would go on reading the deleted camera's stream, and the tracker
@@ -124,21 +134,44 @@ class IngestWorker:
         if edited & self.owned:
             self.on_change(edited & self.owned)
 
+    def _start(self) -> bool:
+        """Where the registry feed stands, and the camera list: retried while Redis or the
+        database is away (they may go again right after the process waited for them)."""
+        while not self.stop_event.is_set():
+            try:
+                self._feed_id = (self.client.xinfo_stream(STREAM)["last-generated-id"]
+                                 if self.client.exists(STREAM) else "0-0")
+                self.load_cameras()
+                return True
+            except (redis.RedisError, DBAPIError) as exc:
+                log.warning("worker_start_waiting", extra={"worker_id": self.worker_id, "error": str(exc)[:300],
+                                                           "retry_in": self.step_seconds})
+                self.stop_event.wait(self.step_seconds)
+        return False
+
+    def _reload(self) -> None:
+        """The camera list again; on a database error the old one stays until the next try."""
+        try:
+            self.load_cameras()
+        except DBAPIError as exc:
+            log.warning("worker_cameras_not_reloaded", extra={"worker_id": self.worker_id, "error": str(exc)[:300]})
+            self._loaded_at = time.monotonic() - RECONCILE_SECONDS + self.step_seconds  # again after a step
+
     def run(self) -> None:
         """Until `stop_event`: steps on a timer, and at once when the registry changes."""
-        self._feed_id = self.client.xinfo_stream(STREAM)["last-generated-id"] if self.client.exists(STREAM) else "0-0"
-        self.load_cameras()
+        if not self._start():
+            return
         log.info("worker_started", extra={"worker_id": self.worker_id, "cameras": len(self.camera_ids)})
         next_step = next_tick = 0.0
         while not self.stop_event.is_set():
             now = time.monotonic()
             if now - self._loaded_at > RECONCILE_SECONDS:
-                self.load_cameras()
+                self._reload()
             if now >= next_step:
                 try:
                     self.step()
-                except redis.RedisError as exc:
-                    log.warning("worker_step_failed", extra={"worker_id": self.worker_id, "error": str(exc)})
+                except (redis.RedisError, DBAPIError) as exc:  # a lease taken reads the registry
+                    log.warning("worker_step_failed", extra={"worker_id": self.worker_id, "error": str(exc)[:300]})
                 next_step = time.monotonic() + self.step_seconds
             if self.tick is not None and now >= next_tick:
                 try:

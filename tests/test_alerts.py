@@ -192,6 +192,7 @@ def test_missed_deadlines_escalate_up_to_the_county(client: TestClient, services
 
 def test_a_camera_back_online_closes_its_offline_alert(client: TestClient, services: Services, tree: Tree,
                                                        login) -> None:  # type: ignore[no-untyped-def]
+    """...once it has stayed online for `offline_recovery_seconds` (flapping: test_alert_engine_faults)."""
     admin = login("admin", tree.county)
     gate = add_camera(client, admin, tree.village_a1, "gate")
     engine = engine_for(services)
@@ -201,6 +202,11 @@ def test_a_camera_back_online_closes_its_offline_alert(client: TestClient, servi
     assert alert["kind"] == "camera_offline" and alert["severity"] == "info"
     inject(services, gate, kind="camera_online", score=1.0)
     drain(engine)
+    [back] = _alerts(client, admin)
+    assert back["state"] == "new" and back["clears_at"] is not None and back["evidence"]["outages"] == 1
+    with services.sessions() as session:
+        sweep(session, services.alert_policy, utcnow() + timedelta(
+            seconds=services.alert_policy.settings.offline_recovery_seconds + 1))
     [closed] = _alerts(client, admin)
     assert closed["state"] == "resolved" and closed["feedback"] == "camera back online"
 

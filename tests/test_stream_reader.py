@@ -51,10 +51,13 @@ def test_h264_and_h265_cameras_deliver_frames(server: RtspServer) -> None:
     readers = [reader(server.url(codec), interval=0.5) for codec in ("h264", "h265")]
     try:
         for r in readers:
-            wait_for(lambda: r.take_latest() is not None, 10)
-            wait_for(lambda: r.take_latest() is not None, 10)
+            wait_for(lambda r=r: r.take_latest() is not None, 10)
+            wait_for(lambda r=r: r.take_latest() is not None, 10)
         assert [r.stats.codec for r in readers] == ["h264", "hevc"]
         assert all(r.stats.keyframe_interval == pytest.approx(1.0, abs=0.05) for r in readers)
+        # the server repeats the parameter sets before each slice, so FFmpeg splits each H.264
+        # keyframe in two packets: decoded apart, each half would come out concealed (damaged)
+        assert [(r.stats.decode_errors, r.stats.last_error) for r in readers] == [(0, None), (0, None)]
     finally:
         stop(*readers)
 
@@ -66,6 +69,7 @@ def test_keyframe_only_decoding_when_the_interval_is_at_least_the_gop(server: Rt
         # 10 fps with a keyframe every 10 frames: about one decode per 10 packets, never all
         assert r.stats.decoded <= r.stats.packets / 8
         assert r.stats.decoded >= 3
+        assert r.stats.decode_errors == 0  # whole keyframes, though each comes in two packets
     finally:
         stop(r)
 
@@ -118,7 +122,7 @@ def test_100_reconnect_cycles_leave_no_thread_or_fd_behind(server: RtspServer) -
     stop(r)
     for _ in range(5):  # and connect/stop cycles against the live server
         live = reader(server.url("h264"), interval=0.5)
-        wait_for(lambda: live.stats.packets > 0, 10)
+        wait_for(lambda live=live: live.stats.packets > 0, 10)
         stop(live)
     gc.collect()
     assert threading.active_count() == threads

@@ -72,7 +72,9 @@ def test_healthz_and_metrics(client: TestClient, tree: Tree, login) -> None:  # 
     admin = login("admin", tree.county)
     client.post("/api/v1/cameras", json=camera_body(tree.village_a1, "m", network="huiyan"), headers=admin)
     health = client.get("/healthz")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert health.status_code == 200 and health.json() | {"disk": "ok"} == {
+        "status": "ok", "database": "ok", "redis": "ok", "disk": "ok"}
+    assert health.json()["disk"].startswith("ok: ")  # "ok: 41.0% free" (tests/test_disk_full.py: the rest)
     metrics = client.get("/metrics").text
     assert 'lookout_cameras{network="huiyan",status="unknown"} 1.0' in metrics
     assert 'lookout_http_requests_total{method="POST",route="/api/v1/cameras",status="201"} 1.0' in metrics

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,6 +13,7 @@ import redis
 from sqlalchemy import select, update
 
 from api.services import Services
+from config.redis_server import find_redis_server
 from detectors.camera_health import HealthRules
 from detectors.events import EVENTS_STREAM, Event
 from ingest.camera_runner import CameraRunner, StreamSettings
@@ -18,7 +21,7 @@ from ingest.camera_spec import CameraSpec
 from ingest.cameras import Camera
 from ingest.units import create_unit
 from ingest.worker import IngestWorker
-from tests.conftest import free_port, wait_for
+from tests.conftest import captured_logs, free_port, start_redis, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
 
@@ -161,3 +164,43 @@ def check_figures_and_online_rate(sqlite_services: Services, ids: dict[str, int]
     metrics = client.get("/metrics").text
     assert f'lookout_unit_online_rate{{unit_id="{county_id}"}} {3 / 9}' in metrics
     assert f'lookout_stream_packets_per_second{{camera_id="{ids["rtsp"]}"}}' in metrics
+    for name in ("decode_errors", "recent_decode_errors"):  # their values: tests/test_broken_video.py
+        assert f'lookout_stream_{name}{{camera_id="{ids["rtsp"]}"}}' in metrics
+
+
+def test_a_registry_feed_outage_is_said_once_and_its_end_once(sqlite_services: Services, tmp_path: Path) -> None:
+    """Redis killed under a running worker (ticking every 50 ms): one `registry_feed_unavailable`
+    for the outage, not one per loop pass, and one `registry_feed_restored` once Redis is back."""
+    process, url = start_redis(tmp_path)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    client = redis.Redis.from_url(url, decode_responses=True)
+    worker = IngestWorker(sqlite_services.sessions, client, ttl=6, step_seconds=0.2, tick=lambda: None,
+                          tick_seconds=0.05)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    restarted = None
+
+    def named(logs: object, name: str) -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]  # type: ignore[attr-defined]
+        return [line for line in lines if line.get("event") == name]
+
+    try:
+        with captured_logs() as logs:
+            thread.start()
+            wait_for(lambda: bool(named(logs, "worker_started")), 10)
+            process.kill()
+            process.wait()
+            wait_for(lambda: len(named(logs, "worker_step_failed")) >= 4, 10)  # many loop passes meanwhile
+            restarted = subprocess.Popen([find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save",
+                                          "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+            wait_for(lambda: bool(named(logs, "registry_feed_restored")), 10)
+            time.sleep(0.3)  # a few passes with Redis back: no more lines
+        assert len(named(logs, "registry_feed_unavailable")) == 1
+        restored = named(logs, "registry_feed_restored")
+        assert len(restored) == 1 and float(restored[0]["down_s"]) > 0  # type: ignore[arg-type]
+    finally:
+        worker.stop_event.set()
+        thread.join(20)
+        for server in (process, restarted):
+            if server is not None and server.poll() is None:
+                server.terminate()
+                server.wait(10)

@@ -1,5 +1,9 @@
 """The alert feed: every change of every alert, numbered without gaps in commit order.
 
+(One kind of change is not announced: the outages of a flapping camera between its alert's
+"created", "flapping" and "resolved" change the alert quietly, so no subscriber is paged once
+per outage; see `api.alerting.outages`.)
+
 Writers add their changes in the same transaction as the alert itself (so a crash never
 leaves an alert changed but unannounced, nor announced but not changed), then ring the
 doorbell: an entry on the Redis stream `lookout:alerts` carrying the last change id, which

@@ -15,6 +15,9 @@ from config.errors import Conflict, InvalidInput
 from ingest.audit import audit_row
 
 CLOSED = (AlertState.resolved.value, AlertState.false_alarm.value)
+#: who changes an alert on the events' word: the engine that absorbed them (or the sweep that
+#: closes an offline alert whose camera stayed back)
+ENGINE_ACTOR = "system:alert-engine"
 
 #: action → (states it may start from, state it leaves; None: unchanged)
 ACTIONS: dict[str, tuple[tuple[str, ...], str | None]] = {
@@ -96,10 +99,21 @@ def apply(alert: Alert, action: str, actor: str, given: ActionInput, policy: Ale
         alert.reason = given.reason.strip() if given.reason else alert.reason
     if target is not None:
         alert.state = target
+    if action in ("resolve", "false_alarm", "reopen"):
+        alert.clears_at = None  # closed by a person, or open again: no recovery clock runs
     set_deadlines(alert, policy, unit_path)
     after = _track(alert) | {k: v for k, v in asdict(given).items() if v is not None}
     row = audit_row(actor, f"alert.{action}", "alert", alert.id, alert.unit_id, before, after)
     return Change(alert, CHANGE_NAMES[action], actor, unit_path), row
+
+
+def settle(alert: Alert, now: datetime, feedback: str) -> dict[str, Any]:
+    """The system resolves `alert` because its cause went away (a camera back online long
+    enough, a disk with room again); the audit row's `before`. The caller announces it."""
+    before = {"state": alert.state}
+    alert.state, alert.closed_at, alert.feedback = AlertState.resolved.value, now, feedback
+    alert.ack_due_at = alert.resolve_due_at = alert.clears_at = None
+    return before
 
 
 def overdue(alert: Alert, now: datetime) -> str | None:

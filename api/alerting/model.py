@@ -2,8 +2,9 @@
 
 An alert is owned by the unit of the camera that raised it (`unit_id`, fixed) and is at one
 level of the chain at a time (`level_unit_id`: the owner, or an ancestor after escalation).
-Its deadlines are columns, so they survive any restart; `version` is bumped by every change
-and checked on write (optimistic locking), so two processes never overwrite each other.
+Its deadlines (and `clears_at`, when a camera that was offline is back) are columns, so they
+survive any restart; `version` is bumped by every change and checked on write (optimistic
+locking), so two processes never overwrite each other.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Alert(Base):
     level_since: Mapped[datetime] = mapped_column(UTCDateTime)
     ack_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     resolve_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: an offline camera is back: the alert closes itself then, unless the camera drops again first
+    clears_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -85,7 +88,7 @@ class Alert(Base):
             "latitude": self.latitude, "longitude": self.longitude, "score": self.score,
             "event_count": self.event_count, "first_at": self.first_at, "last_at": self.last_at,
             "snapshot": self.snapshot, "evidence": self.evidence, "ack_due_at": self.ack_due_at,
-            "resolve_due_at": self.resolve_due_at, "acknowledged_at": self.acknowledged_at,
+            "resolve_due_at": self.resolve_due_at, "clears_at": self.clears_at, "acknowledged_at": self.acknowledged_at,
             "dispatched_at": self.dispatched_at, "closed_at": self.closed_at, "assignee": self.assignee,
             "feedback": self.feedback, "evidence_file": self.evidence_file, "reason": self.reason,
             "created_at": self.created_at, "updated_at": self.updated_at, "version": self.version,

@@ -10,6 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api.deps import ServicesDep
+from config import disk_space
+from config.dependencies import describe
 from config.errors import Unauthorized
 
 router = APIRouter(tags=["ops"])
@@ -23,18 +25,21 @@ def healthz(services: ServicesDep) -> JSONResponse:
         with services.sessions() as session:
             session.execute(text("SELECT 1"))
         checks["database"] = "ok"
-    except Exception as exc:  # report, never raise: this is the health check
-        checks["database"] = f"error: {type(exc).__name__}"
+    except Exception as exc:  # noqa: BLE001 - report, never raise: this is the health check
+        checks["database"] = f"error: {describe(exc)}"
     if services.redis is None:
         checks["redis"] = "not configured"
     else:
         try:
             services.redis.ping()
             checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"error: {type(exc).__name__}"
-    healthy = all(v in ("ok", "not configured") for v in checks.values())
-    return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
+        except Exception as exc:  # noqa: BLE001 - e.g. "error: ConnectionError: Error 111 connecting to ..."
+            checks["redis"] = f"error: {describe(exc)}"
+    # the data folder's disk (and the video's): "ok: 41.0% free", "low: ..." (200) or "full: ..." (503)
+    disk = disk_space.health(services.settings)
+    healthy = all(v in ("ok", "not configured") for v in checks.values()) and all(map(disk_space.healthy, disk.values()))
+    return JSONResponse({"status": "ok" if healthy else "unavailable", **checks, **disk},
+                        status_code=200 if healthy else 503)
 
 
 @router.get("/metrics", response_class=Response)

@@ -35,6 +35,9 @@ class AlertOut(BaseModel):
     evidence: dict[str, Any]
     ack_due_at: datetime | None
     resolve_due_at: datetime | None
+    clears_at: datetime | None = Field(
+        None, description="camera_offline: the camera is back, and the alert closes itself at this time "
+                          "unless it drops again before (then it counts one more outage: evidence.outages)")
     acknowledged_at: datetime | None
     dispatched_at: datetime | None
     closed_at: datetime | None

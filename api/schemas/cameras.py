@@ -126,7 +126,9 @@ class StreamFiguresOut(BaseModel):
     bitrate_kbps: float | None = None
     keyframe_interval_seconds: float | None = None
     reconnects: int | None = None
-    decode_errors: int | None = None
+    decode_errors: int | None = Field(None, description="damaged frames (bit errors) since this worker took the camera")
+    recent_decode_errors: int | None = Field(None, description="damaged frames in the last minute; 5 or more "
+                                             "held for 10 s mark the camera degraded")
     last_error: str | None = None
 
 
