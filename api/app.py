@@ -18,7 +18,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import docs
-from api.alerting.hub import FeedHub
+from api.feed_hub import FeedHub
 from api.metrics import AlertCollector, HttpMetrics, RegistryCollector
 from api.middleware import BodyGuard, SecurityHeaders
 from api.routes import alert_stream, alerts, audit, cameras, health, onvif, stats, subscriptions, units, users

@@ -51,10 +51,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
     from ingest.camera_runner import CameraRunner, StreamSettings
-    from ingest.credentials import CredentialCipher
     from ingest.detection import load_stage
     from ingest.media_paths import media_dirs_of
     from ingest.worker import IngestWorker, new_worker_id
+    from registry.credentials import CredentialCipher
 
     stop = _stop_on_signals()
     url = _redis_url(settings, "lookout worker")
@@ -90,13 +90,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
-    from api.alerting.delivery import Deliverer
-    from api.alerting.engine import AlertEngine
-    from api.alerting.policy import AlertPolicy
+    from alerts.delivery import Deliverer
+    from alerts.engine import AlertEngine
+    from alerts.policy import AlertPolicy
     from api.services import secret_key
     from config.database import make_engine, make_session_factory
     from config.redis_server import connect
-    from ingest.credentials import CredentialCipher
+    from registry.credentials import CredentialCipher
 
     stopping = _stop_on_signals()
     url = _redis_url(settings, "lookout alert-engine")
@@ -115,8 +115,8 @@ def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
     deliverer = Deliverer(sessions, client, policy, CredentialCipher(secret_key(settings)), security=settings.security)
     delivering = threading.Thread(target=deliverer.run, name="delivery", daemon=True)
     delivering.start()
-    # signed checkpoints of the audit chain's head, outside the database (ingest.audit_checkpoints)
-    from ingest.audit_checkpoints import Checkpointer
+    # signed checkpoints of the audit chain's head, outside the database (registry.audit_checkpoints)
+    from registry.audit_checkpoints import Checkpointer
 
     checkpoints = Checkpointer.from_settings(settings, sessions)
     checkpointing = threading.Thread(target=checkpoints.run, name="audit-checkpoints", daemon=True)
@@ -156,8 +156,8 @@ def _wait_for_dependencies(settings: Settings, engine: Engine, url: str, stop: t
     loop under `serve`'s supervisor would log a traceback per try."""
     from sqlalchemy.exc import DBAPIError
 
-    from api.migrate import upgrade
     from config.dependencies import describe, wait_for_database, wait_for_redis
+    from registry.migrate import upgrade
 
     interval = settings.dependency_retry_seconds
     while True:
@@ -194,8 +194,8 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_unit_add(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest import audit
-    from ingest.units import create_unit, unit_by_code
+    from registry import audit
+    from registry.units import create_unit, unit_by_code
 
     services = _services(settings)
     with services.sessions() as session:
@@ -216,11 +216,11 @@ def cmd_unit_add(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     import re
 
-    from api.auth import Role, User, hash_password, issue_token, username_taken
     from api.passwords import password_problem
     from api.schemas.users import USERNAME_PATTERN
-    from ingest import audit
-    from ingest.units import unit_by_code
+    from registry import audit
+    from registry.units import unit_by_code
+    from registry.users import Role, User, hash_password, issue_token, username_taken
 
     if not re.fullmatch(USERNAME_PATTERN, args.username) or len(args.username) > 64:
         raise LookoutError("username: 1 to 64 of A-Z a-z 0-9 _ . @ -", field="username")
@@ -294,8 +294,8 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.audit import verify_chain
-    from ingest.audit_checkpoints import CheckpointFile
+    from registry.audit import verify_chain
+    from registry.audit_checkpoints import CheckpointFile
 
     store = CheckpointFile.from_settings(settings, create_key=False)
     checkpoints, problems = store.read()  # each problem: a line forged, damaged, or not checkable
@@ -315,7 +315,7 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace, settings: Settings) -> int:
-    from ingest.audit_checkpoints import Checkpointer
+    from registry.audit_checkpoints import Checkpointer
 
     services = _services(settings)
     try:
@@ -334,8 +334,8 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     streamed from disk in batches like the API's import; every bad row is printed."""
     from tqdm import tqdm
 
-    from ingest.camera_imports import problems
-    from ingest.csv_import import CameraImporter
+    from registry.camera_imports import problems
+    from registry.csv_import import CameraImporter
 
     services = _services(settings)
     bars: dict[str, tqdm] = {}

@@ -13,11 +13,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.auth import Role, User, hash_password, issue_token
-from ingest import audit
-from ingest.camera_spec import CameraSpec
-from ingest.camera_store import CameraRegistry
-from ingest.units import Unit, create_unit, unit_by_code
+from registry import audit
+from registry.camera_spec import CameraSpec
+from registry.camera_store import CameraRegistry
+from registry.units import Unit, create_unit, unit_by_code
+from registry.users import Role, User, hash_password, issue_token
 
 COUNTY = ("示范县", "330199000000")
 TOWNSHIPS = {

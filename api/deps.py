@@ -15,10 +15,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, Field
 from sqlalchemy.orm import Session
 
-from api.auth import Principal, Role, principal_for_token
 from api.services import Services
 from config.errors import Forbidden, Unauthorized
-from ingest.fields import DB_INT_MAX
+from registry.fields import DB_INT_MAX
+from registry.users import Principal, Role, principal_for_token
 
 #: A row id in a URL path: bounded so that no id reaches the database as an overflow.
 PathId = Annotated[int, Path(ge=1, le=DB_INT_MAX)]

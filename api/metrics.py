@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.alerting.delivery import Delivery, DeliveryState
-from api.alerting.engine import GROUP
-from api.alerting.model import OPEN_STATES, Alert
+from alerts.delivery import Delivery, DeliveryState
+from alerts.engine import GROUP
+from alerts.model import OPEN_STATES, Alert
 from api.services import Services
 from detectors.events import EVENTS_STREAM
 from ingest.stream_figures import read_figures

@@ -26,10 +26,10 @@ import anyio
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import ALERT_HANDLERS, CAMERA_WRITERS, Principal, Role, principal_for_token
 from api.services import Services
 from config.errors import Forbidden, LookoutError, Unauthorized
 from config.security import SecuritySettings
+from registry.users import ALERT_HANDLERS, CAMERA_WRITERS, Principal, Role, principal_for_token
 
 log = logging.getLogger("lookout.http")
 

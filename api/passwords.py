@@ -118,7 +118,7 @@ class PasswordHashing:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         """`password` against `password_hash`, or against the dummy hash when None (an unknown
         user: the same work, inside the same gate)."""
-        from api.auth import dummy_hash, verify_password
+        from registry.users import dummy_hash, verify_password
 
         def check() -> bool:
             return verify_password(password_hash if password_hash is not None else dummy_hash(), password)
@@ -127,7 +127,7 @@ class PasswordHashing:
         return await self._run(check)
 
     async def hash(self, password: str) -> str:
-        from api.auth import hash_password
+        from registry.users import hash_password
 
         self.hashes += 1
         return await self._run(hash_password, password)

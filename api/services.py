@@ -10,13 +10,13 @@ import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.alerting.policy import AlertPolicy
+from alerts.policy import AlertPolicy
 from config.database import make_engine, make_session_factory
 from config.redis_server import connect
 from config.settings import Settings
-from ingest.camera_store import CameraRegistry
-from ingest.credentials import CredentialCipher, load_or_create_key
-from ingest.registry_feed import RegistryFeed
+from registry.camera_store import CameraRegistry
+from registry.credentials import CredentialCipher, load_or_create_key
+from registry.registry_feed import RegistryFeed
 
 log = logging.getLogger("lookout.services")
 
@@ -60,7 +60,7 @@ def build_services(settings: Settings, redis_url: str | None = None) -> Services
 
 def open_services(settings: Settings, redis_url: str | None = None) -> Services:
     """`build_services` on a database brought up to date (migrations first)."""
-    from api.migrate import upgrade
+    from registry.migrate import upgrade
 
     services = build_services(settings, redis_url)
     upgrade(services.engine)
@@ -70,7 +70,7 @@ def open_services(settings: Settings, redis_url: str | None = None) -> Services:
 def secure_stored_credentials(services: Services) -> None:
     """Bind credentials sealed by an older release to their camera's endpoints (and take any
     left inside stored URLs out), so that no worker sends them elsewhere. Idempotent."""
-    from ingest.camera_credentials import secure_stored_credentials as secure
+    from registry.camera_credentials import secure_stored_credentials as secure
 
     with services.sessions() as session:
         changed = secure(session, services.registry.cipher)

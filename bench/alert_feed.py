@@ -40,15 +40,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "out"
 
-from api.alerting.model import AlertEvent  # noqa: E402
-from api.auth import Role, User, hash_password, issue_token  # noqa: E402
-from api.migrate import upgrade  # noqa: E402
+from alerts.model import AlertEvent  # noqa: E402
 from api.services import build_services  # noqa: E402
 from bench.machine import describe as machine  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from detectors.events import EVENTS_STREAM, Event  # noqa: E402
-from ingest.camera_spec import CameraSpec  # noqa: E402
-from ingest.units import create_unit  # noqa: E402
+from registry.camera_spec import CameraSpec  # noqa: E402
+from registry.migrate import upgrade  # noqa: E402
+from registry.units import create_unit  # noqa: E402
+from registry.users import Role, User, hash_password, issue_token  # noqa: E402
 from tests.conftest import SECRET, children_of, free_port, start_redis, wait_for  # noqa: E402
 
 CLIENT_PROCESSES = 2

@@ -7,15 +7,15 @@ Every `bad_every`-th row is broken in one of several ways; `expected_bad_lines` 
 
 from __future__ import annotations
 
-import io
 import csv
+import io
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from ingest.units import Unit, create_unit
+from registry.units import Unit, create_unit
 
 COUNTY = ("示范县", "330199000000")
 TOWNSHIPS = 15

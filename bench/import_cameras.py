@@ -20,13 +20,13 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.migrate import upgrade  # noqa: E402
 from api.services import Services, build_services  # noqa: E402
 from bench.camera_csv import create_units, make_register  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from ingest.camera_spec import CameraSpec  # noqa: E402
-from ingest.cameras import Camera  # noqa: E402
-from ingest.csv_import import CameraImporter  # noqa: E402
+from registry.camera_spec import CameraSpec  # noqa: E402
+from registry.cameras import Camera  # noqa: E402
+from registry.csv_import import CameraImporter  # noqa: E402
+from registry.migrate import upgrade  # noqa: E402
 
 OUT = Path(__file__).with_name("out")
 KEY = Fernet.generate_key().decode()
@@ -66,7 +66,7 @@ def naive(services: Services, text: str, limit: int) -> float:
     import csv
     import io
 
-    from ingest.units import Unit
+    from registry.units import Unit
 
     reader = csv.DictReader(io.StringIO(text))
     with services.sessions() as session:

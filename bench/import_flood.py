@@ -50,12 +50,12 @@ TAGS = ["学校", "广场", "市场", "加油站", "林区", "河道", "路口"]
 SEED = r"""
 import json, sys
 from datetime import timedelta
-from api.auth import Role, User, hash_password, issue_token
-from api.migrate import upgrade
+from registry.users import Role, User, hash_password, issue_token
+from registry.migrate import upgrade
 from api.services import build_services
 from bench.camera_csv import create_units
 from config.settings import Settings
-from ingest.camera_spec import CameraSpec
+from registry.camera_spec import CameraSpec
 data_dir, redis_url, key = sys.argv[1:4]
 services = build_services(Settings(data_dir=data_dir, redis_url=redis_url, secret_key=key))
 upgrade(services.engine)

@@ -27,13 +27,13 @@ from sqlalchemy import select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.auth import Role, User, hash_password, issue_token  # noqa: E402
 from bench.camera_csv import make_register  # noqa: E402
 from bench.import_cameras import KEY, fresh  # noqa: E402
-from ingest.camera_store import CameraFilter  # noqa: E402
-from ingest.cameras import Camera  # noqa: E402
-from ingest.csv_import import CameraImporter  # noqa: E402
-from ingest.units import Unit  # noqa: E402
+from registry.camera_store import CameraFilter  # noqa: E402
+from registry.cameras import Camera  # noqa: E402
+from registry.csv_import import CameraImporter  # noqa: E402
+from registry.units import Unit  # noqa: E402
+from registry.users import Role, User, hash_password, issue_token  # noqa: E402
 
 OUT = Path(__file__).with_name("out")
 

@@ -68,10 +68,10 @@ def _cli(root: Path, env: dict[str, str], *args: str) -> str:
 _SEED_OPERATORS = """
 import sys
 sys.path.insert(0, ".")
-from api.auth import Role, User, hash_password
+from registry.users import Role, User, hash_password
 from api.services import build_services
 from config.settings import load_settings
-from ingest.units import unit_by_code
+from registry.units import unit_by_code
 services = build_services(load_settings())
 with services.sessions() as session:
     unit = unit_by_code(session, "330199000000")

@@ -38,17 +38,17 @@ from detectors.frames import FrameBatch
 from detectors.rules import CameraRules
 from detectors.video_quality import QualityMonitor, QualityReport
 from ingest.camera_statuses import DATABASE_DOWN, CameraStatuses
-from ingest.cameras import Camera
-from ingest.credentials import CredentialCipher, join_userinfo
 from ingest.detection import DetectionStage
-from ingest.fields import StreamUrl, has_control_characters
 from ingest.media_paths import MediaFolders
 from ingest.outbox import DEFAULT_MAX_EVENTS, Outbox
-from ingest.rules_spec import stored_spec
 from ingest.segments import SegmentWriter
 from ingest.storage_guard import StorageGuard
 from ingest.stream_figures import FigurePublisher
 from ingest.stream_reader import StreamReader, latest_batch
+from registry.cameras import Camera
+from registry.credentials import CredentialCipher, join_userinfo
+from registry.fields import StreamUrl, has_control_characters
+from registry.rules_spec import stored_spec
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0

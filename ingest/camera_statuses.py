@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from config.database import DATABASE_DOWN, utcnow  # a status write waits for the database to come back
 from detectors.camera_rows import lookup
-from ingest.cameras import Camera
+from registry.cameras import Camera
 
 log = logging.getLogger("lookout.runner")
 RETRY_FIRST, RETRY_MAX = 0.5, 4.0  # a status the database refused: again after, doubling

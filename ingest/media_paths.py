@@ -5,7 +5,7 @@ gets decides everything: `file:http://...`, `file:concat:/etc/passwd|...` or
 `file:tcp://host:port?listen=1` would, handed on as a path, make the worker fetch a URL, read any
 file or listen on a port. So:
 
-- `ingest.fields.file_url_path` is the static rule every input path applies (`StreamUrl`): a
+- `registry.fields.file_url_path` is the static rule every input path applies (`StreamUrl`): a
   `file:` URL is `file:///absolute/path`, with no host, query, fragment, `.` or `..` segment,
   and no control character once percent-decoded.
 - `MediaFolders.open_path` is the rule the worker applies each time it opens the file: the
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ingest.fields import file_url_path
+from registry.fields import file_url_path
 
 if TYPE_CHECKING:
     from config.settings import Settings

@@ -25,7 +25,7 @@ from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 from zeep.exceptions import Fault, TransportError, XMLParseError, XMLSyntaxError
 
 from config.errors import DeviceAuthFailed, DeviceError, DeviceTimeout, LookoutError, NotFound
-from ingest.credentials import Credentials, split_userinfo
+from registry.credentials import Credentials, split_userinfo
 
 log = logging.getLogger("lookout.onvif")
 

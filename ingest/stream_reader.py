@@ -47,8 +47,8 @@ import av
 import numpy as np
 
 from detectors.frames import FrameBatch
-from ingest.fields import file_url_path
 from ingest.media_paths import MediaFolders, MediaRefused
+from registry.fields import file_url_path
 
 log = logging.getLogger("lookout.stream")
 

@@ -28,8 +28,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.assignment import Leases, Membership, rendezvous
-from ingest.cameras import Camera
-from ingest.registry_feed import STREAM
+from registry.cameras import Camera
+from registry.registry_feed import STREAM
 
 log = logging.getLogger("lookout.worker")
 RECONCILE_SECONDS = 60.0

@@ -21,15 +21,15 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.alerting.delivery import Deliverer
-from api.alerting.engine import AlertEngine
-from api.alerting.model import AlertEvent
-from api.alerting.policy import AlertPolicy
+from alerts.delivery import Deliverer
+from alerts.engine import AlertEngine
+from alerts.model import AlertEvent
+from alerts.policy import AlertPolicy
 from api.app import create_app
 from api.services import Services
 from config.alerting import AlertSettings
 from detectors.events import EVENTS_STREAM, Event
-from ingest.units import Unit
+from registry.units import Unit
 from tests.conftest import camera_body, free_port, wait_for
 
 #: 示范县 square, and points about 100 m and 5 km from it

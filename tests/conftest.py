@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -16,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-import os
 
 import psycopg
 import pytest
@@ -26,15 +26,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, insert
 
 from api.app import create_app
-from api.auth import Role, User, hash_password, issue_token
-from api.migrate import upgrade
 from api.services import Services, build_services
 from config.database import Base, make_engine
 from config.logging import JsonFormatter
 from config.redis_server import find_redis_server
 from config.settings import Settings
-from ingest.audit import GENESIS, AuditHead
-from ingest.units import Unit, create_unit
+from registry.audit import GENESIS, AuditHead
+from registry.migrate import upgrade
+from registry.units import Unit, create_unit
+from registry.users import Role, User, hash_password, issue_token
 
 PG_ADMIN = os.environ.get("LOOKOUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = Fernet.generate_key().decode()

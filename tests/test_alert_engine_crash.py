@@ -19,12 +19,12 @@ import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.alerting.feed import changes_after
-from api.alerting.model import Alert, AlertEvent
+from alerts.feed import changes_after
+from alerts.model import Alert, AlertEvent
 from api.services import Services
 from config.redis_server import find_redis_server
 from detectors.events import EVENTS_STREAM, Event
-from ingest.audit import verify_chain
+from registry.audit import verify_chain
 from tests.alerting import FAR, SQUARE, add_camera
 from tests.conftest import SECRET, Tree, free_port, wait_for
 

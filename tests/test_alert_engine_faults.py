@@ -22,19 +22,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from api.alerting.delivery import Delivery, fan_out
-from api.alerting.engine import REJECTED_STREAM, AlertEngine
-from api.alerting.escalation import sweep
-from api.alerting.feed import changes_after
-from api.alerting.model import Alert
-from api.alerting.policy import AlertPolicy
+from alerts.delivery import Delivery, fan_out
+from alerts.engine import REJECTED_STREAM, AlertEngine
+from alerts.escalation import sweep
+from alerts.feed import changes_after
+from alerts.model import Alert
+from alerts.policy import AlertPolicy
 from api.services import Services
 from config.alerting import AlertSettings
 from config.database import database_down, make_session_factory, utcnow
 from detectors.events import EVENTS_STREAM, SYSTEM_CAMERA_ID
-from ingest.audit import verify_chain
 from ingest.camera_statuses import CameraStatuses
-from ingest.units import create_unit
+from registry.audit import verify_chain
+from registry.units import create_unit
 from tests.alerting import add_camera, drain, engine_for, fast_retries, inject, stored_events
 from tests.conftest import PG_ADMIN, Tree, wait_for
 

@@ -10,15 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.alerting.delivery import Delivery, prune
-from api.alerting.escalation import sweep
-from api.alerting.feed import changes_after
-from api.alerting.model import Alert
+from alerts.delivery import Delivery, prune
+from alerts.escalation import sweep
+from alerts.feed import changes_after
+from alerts.model import Alert
 from api.services import Services
 from config.alerting import AlertSettings, Deadline
 from config.database import utcnow
 from detectors.events import EVENTS_STREAM
-from ingest.audit import verify_chain
+from registry.audit import verify_chain
 from tests.alerting import FAR, NEAR, add_camera, drain, engine_for, inject, one_fire, stored_events
 from tests.conftest import Tree
 

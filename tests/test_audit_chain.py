@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.cli import main
-from api.migrate import upgrade
 from api.services import Services
 from config.database import make_engine, make_session_factory
-from ingest import audit
+from registry import audit
+from registry.migrate import upgrade
 from tests.conftest import SECRET, Tree, camera_body
 
 

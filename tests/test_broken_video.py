@@ -17,12 +17,12 @@ from sqlalchemy import select
 from api.app import create_app
 from api.services import Services
 from detectors.events import EVENTS_STREAM, Event
-from ingest.camera_spec import CameraSpec
-from ingest.cameras import Camera
-from ingest.fields import has_control_characters
 from ingest.stream_figures import FigurePublisher, read_figures
 from ingest.stream_reader import StreamReader
-from ingest.units import create_unit
+from registry.camera_spec import CameraSpec
+from registry.cameras import Camera
+from registry.fields import has_control_characters
+from registry.units import create_unit
 from tests.conftest import bearer_headers, captured_logs, wait_for
 from tests.detection_worker import make_runner, run_worker
 from tests.media import as_mpegts, cut_head, damage, make_clip, make_resized_clip

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from api.services import Services
 from detectors.events import EVENTS_STREAM, Event
 from detectors.rules import CameraRules, RuleEngine
-from ingest.camera_spec import CameraSpec
 from ingest.detection import load_stage
-from ingest.rules_spec import RulesSpec
-from ingest.units import create_unit
+from registry.camera_spec import CameraSpec
+from registry.rules_spec import RulesSpec
+from registry.units import create_unit
 from tests.conftest import MODEL_CACHE, Tree, camera_body, wait_for
 from tests.detection_worker import detection_worker
 from tests.scenes import clip_of, fire_scene, needs_shared
@@ -80,7 +80,7 @@ def test_bad_rules_are_422_naming_the_field_and_change_nothing(client: TestClien
 
 def test_rules_broken_in_the_database_are_a_409_and_can_be_replaced(client: TestClient, services: Services,
                                                                      tree: Tree, login) -> None:  # type: ignore[no-untyped-def]
-    from ingest.cameras import Camera
+    from registry.cameras import Camera
 
     admin = login("admin", tree.county)
     cam = client.post("/api/v1/cameras", json=camera_body(tree.village_a1), headers=admin).json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.services import Services
-from ingest.registry_feed import STREAM
+from registry.registry_feed import STREAM
 from tests.conftest import Tree, camera_body
 
 
@@ -84,7 +84,7 @@ def test_filters_by_network_unit_subtree_status_tag_text_bbox(client: TestClient
         extra = {"latitude": coords[0], "longitude": coords[1]} if coords else {}
         ids[name] = client.post("/api/v1/cameras", json=camera_body(unit, name, network=network, tags=tags, **extra),
                                 headers=admin).json()["id"]
-    from ingest.cameras import Camera
+    from registry.cameras import Camera
 
     with services.sessions() as session:
         session.get(Camera, ids["西街1"]).status = "offline"  # type: ignore[union-attr]

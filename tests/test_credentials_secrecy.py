@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.services import Services
-from ingest.cameras import Camera
-from ingest.credentials import Credentials
+from registry.cameras import Camera
+from registry.credentials import Credentials
 from tests.conftest import Tree, camera_body, captured_logs
 
 USER, PASSWORD = "svc-viewer-7731", "Pa55-w0rd-9921"

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from api.services import Services
 from config.errors import InvalidInput
-from ingest.audit import AuditEntry
-from ingest.cameras import Camera
-from ingest.csv_file import template
-from ingest.csv_import import CameraImporter
+from registry.audit import AuditEntry
+from registry.cameras import Camera
+from registry.csv_file import template
+from registry.csv_import import CameraImporter
 from tests.conftest import SECRET, Tree
 
 HEADER = "名称,网络,单位编码,经度,纬度,地址,主码流,国标编码,标签\n"

@@ -27,17 +27,17 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from api.alerting.model import Alert, AlertEvent
-from api.migrate import upgrade
+from alerts.model import Alert, AlertEvent
 from api.services import Services, build_services
 from config.redis_server import connect
 from detectors.events import EVENTS_STREAM, Event
 from detectors.rules import CameraRules, RuleEngine
 from ingest.camera_runner import CameraRunner, StreamSettings
-from ingest.camera_spec import CameraSpec
-from ingest.cameras import Camera
 from ingest.detection import DetectionStage, load_stage
-from ingest.units import create_unit
+from registry.camera_spec import CameraSpec
+from registry.cameras import Camera
+from registry.migrate import upgrade
+from registry.units import create_unit
 from tests.alerting import engine_for
 from tests.conftest import MODEL_CACHE, captured_logs, free_port, make_settings, start_redis, wait_for
 from tests.detection_worker import make_runner, run_worker

@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from api.migrate import MIGRATIONS, alembic_config, upgrade
 from config.database import Base, make_engine
+from registry.migrate import MIGRATIONS, alembic_config, upgrade
 from tests.conftest import PG_ADMIN
 
 SEARCH_TABLES = {"camera_search", "camera_search_paused"}  # FTS5 side tables of migration 0002

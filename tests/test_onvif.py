@@ -24,14 +24,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
-from api.migrate import upgrade
 from api.services import Services, build_services
 from config.processes import die_with_parent
 from detectors.camera_health import HealthRules
-from ingest.audit import AuditEntry
 from ingest.camera_runner import CameraRunner, StreamSettings
-from ingest.units import Unit, create_unit
 from ingest.worker import IngestWorker
+from registry.audit import AuditEntry
+from registry.migrate import upgrade
+from registry.units import Unit, create_unit
 from tests.conftest import bearer_headers, free_port, make_settings, start_redis, wait_for
 from tests.media import make_clip
 from tests.netns import NamespaceUnavailable, loopback_namespace
@@ -110,7 +110,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 @pytest.fixture
 def lab_clean(lab: Lab) -> Lab:
-    from ingest.cameras import Camera
+    from registry.cameras import Camera
 
     with lab.services.sessions() as session:
         for camera in session.scalars(select(Camera)):

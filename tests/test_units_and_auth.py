@@ -7,9 +7,9 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from api.auth import ApiToken
 from api.services import Services
 from config.database import utcnow
+from registry.users import ApiToken
 from tests.conftest import PASSWORD, Tree, camera_body
 
 

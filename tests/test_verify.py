@@ -64,8 +64,8 @@ def test_each_kind_is_held_to_its_own_test() -> None:
 @needs_shared
 def test_on_real_frames_the_verifier_removes_false_smoke_and_keeps_real_fire(model_files: dict[str, Path]) -> None:
     from ingest.detection import load_stage
-    from tests.conftest import MODEL_CACHE
     from ingest.fire_eval import video_frames
+    from tests.conftest import MODEL_CACHE
     from tests.scenes import SHARED, fire_scene
 
     # float32: the int8 model happens to see the false smoke below on only 2 of these 17 frames,

@@ -17,8 +17,8 @@ from api.app import create_app
 from api.services import Services
 from config.processes import die_with_parent
 from ingest.assignment import LEASE, WORKERS, rendezvous
-from ingest.units import create_unit
 from ingest.stream_figures import read_figures
+from registry.units import create_unit
 from tests.conftest import SECRET, free_port, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
@@ -60,7 +60,7 @@ def test_killed_worker_cameras_stream_again_within_15s_and_api_changes_reach_wor
 ) -> None:
     from datetime import timedelta
 
-    from api.auth import Role, User, hash_password, issue_token
+    from registry.users import Role, User, hash_password, issue_token
 
     with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)

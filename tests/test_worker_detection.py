@@ -13,9 +13,9 @@ import redis
 from api.services import Services
 from detectors.events import EVENTS_STREAM, Event
 from detectors.rules import CameraRules, RuleEngine
-from ingest.camera_spec import CameraSpec
 from ingest.detection import heartbeat_phase, load_stage
-from ingest.units import create_unit
+from registry.camera_spec import CameraSpec
+from registry.units import create_unit
 from tests.conftest import MODEL_CACHE, wait_for
 from tests.detection_worker import detection_worker
 from tests.scenes import SHARED, clip_of, fire_scene, needs_shared

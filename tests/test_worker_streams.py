@@ -17,10 +17,10 @@ from config.redis_server import find_redis_server
 from detectors.camera_health import HealthRules
 from detectors.events import EVENTS_STREAM, Event
 from ingest.camera_runner import CameraRunner, StreamSettings
-from ingest.camera_spec import CameraSpec
-from ingest.cameras import Camera
-from ingest.units import create_unit
 from ingest.worker import IngestWorker
+from registry.camera_spec import CameraSpec
+from registry.cameras import Camera
+from registry.units import create_unit
 from tests.conftest import captured_logs, free_port, start_redis, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
@@ -139,7 +139,7 @@ def check_figures_and_online_rate(sqlite_services: Services, ids: dict[str, int]
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.auth import Role, User, hash_password, issue_token
+    from registry.users import Role, User, hash_password, issue_token
 
     with sqlite_services.sessions() as session:
         user = User(username="op", role=Role.operator.value, unit_id=county_id, password_hash=hash_password("x" * 8))

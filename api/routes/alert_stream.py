@@ -24,13 +24,14 @@ from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisco
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.alerting.hub import BEHIND, MOVED, REVOKED, FeedFilter, FeedHub, FeedItem, Listener
-from api.auth import Principal, principal_for_token, token_digest
+from alerts.feed_items import FeedFilter, FeedItem
 from api.deps import ServicesDep
+from api.feed_hub import BEHIND, MOVED, REVOKED, FeedHub, Listener
 from api.services import Services
 from config.alerting import SEVERITIES, Severity
 from config.errors import InvalidInput, Unauthorized
-from ingest.fields import DB_INT_MAX
+from registry.fields import DB_INT_MAX
+from registry.users import Principal, principal_for_token, token_digest
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 KEEPALIVE_SECONDS = 15.0

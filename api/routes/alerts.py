@@ -12,17 +12,17 @@ from fastapi import APIRouter, Depends, Form, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from api.alerting import store
-from api.alerting.lifecycle import ACTIONS, ActionInput
-from api.alerting.model import AlertState
-from api.auth import ALERT_HANDLERS, Principal
+from alerts import store
+from alerts.lifecycle import ACTIONS, ActionInput
+from alerts.model import AlertState
 from api.deps import CurrentUser, Moment, PathId, ServicesDep, SessionDep, require
 from api.schemas.alerts import ActionBody, AlertDetail, AlertEventOut, AlertOut, AlertPage
 from config.alerting import SEVERITIES, Severity
 from config.errors import Conflict, InvalidInput, NotFound
 from config.private_files import open_private, private_dir
-from ingest.camera_store import decode_cursor, encode_cursor
-from ingest.fields import DbId, MultilineText
+from registry.camera_store import decode_cursor, encode_cursor
+from registry.fields import DbId, MultilineText
+from registry.users import ALERT_HANDLERS, Principal
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 Handler = Annotated[Principal, Depends(require(ALERT_HANDLERS))]

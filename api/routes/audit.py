@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import or_, select
 
-from api.auth import USER_ADMINS, Principal
 from api.deps import Moment, SessionDep, require
 from api.schemas.audit import AuditPage
-from ingest.audit import AuditEntry
-from ingest.camera_store import decode_cursor, encode_cursor
-from ingest.fields import DbId, Text
-from ingest.units import subtree_ids
+from registry.audit import AuditEntry
+from registry.camera_store import decode_cursor, encode_cursor
+from registry.fields import DbId, Text
+from registry.units import subtree_ids
+from registry.users import USER_ADMINS, Principal
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 Admin = Annotated[Principal, Depends(require(USER_ADMINS))]

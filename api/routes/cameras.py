@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
-from api.auth import CAMERA_WRITERS, Principal
-from api.deps import PathId, CurrentUser, ServicesDep, SessionDep, require
+from api.deps import CurrentUser, PathId, ServicesDep, SessionDep, require
 from api.schemas.cameras import (
     CameraCreate,
     CameraOut,
@@ -22,14 +21,15 @@ from api.schemas.cameras import (
     StreamFiguresOut,
 )
 from config.errors import Conflict
-from ingest import camera_imports
-from ingest.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
-from ingest.cameras import CameraStatus
-from ingest.csv_file import template
-from ingest.csv_import import CameraImporter
-from ingest.fields import DbId, Tag, Text
-from ingest.rules_spec import RulesSpec, stored_spec
 from ingest.stream_figures import read_figures
+from registry import camera_imports
+from registry.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
+from registry.cameras import CameraStatus
+from registry.csv_file import template
+from registry.csv_import import CameraImporter
+from registry.fields import DbId, Tag, Text
+from registry.rules_spec import RulesSpec, stored_spec
+from registry.users import CAMERA_WRITERS, Principal
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["cameras"])
 Writer = Annotated[Principal, Depends(require(CAMERA_WRITERS))]

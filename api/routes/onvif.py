@@ -12,15 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from api.auth import CAMERA_WRITERS, PTZ_OPERATORS, Principal
 from api.deps import PathId, ServicesDep, require
 from api.schemas.onvif import DiscoverOut, DiscoverRequest, GotoPresetRequest, PresetsOut, ProbeOut, ProbeRequest
 from api.services import Services
 from config.errors import InvalidInput
-from ingest import audit
-from ingest.credentials import Credentials
 from ingest.onvif_device import DeviceAddress, Preset, goto_preset, list_presets, probe_device
 from ingest.ws_discovery import discover
+from registry import audit
+from registry.credentials import Credentials
+from registry.users import CAMERA_WRITERS, PTZ_OPERATORS, Principal
 
 router = APIRouter(prefix="/api/v1/cameras", tags=["onvif"])
 Writer = Annotated[Principal, Depends(require(CAMERA_WRITERS))]

@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.alerting.stats import unit_stats
+from alerts.stats import unit_stats
 from api.deps import CurrentUser, Moment, ServicesDep, SessionDep
 from api.schemas.stats import StatsOut
 from config.database import utcnow
 from config.errors import InvalidInput
-from ingest.fields import DbId
-from ingest.units import get_unit
+from registry.fields import DbId
+from registry.units import get_unit
 
 router = APIRouter(prefix="/api/v1/stats", tags=["alerts"])
 

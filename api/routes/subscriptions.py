@@ -10,10 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select, update
 
-from api.alerting.delivery import Delivery, DeliveryState
-from api.alerting.destinations import Destinations
-from api.alerting.subscriptions import Channel, Subscription
-from api.auth import Principal, Role, User
+from alerts.delivery import Delivery, DeliveryState
+from alerts.destinations import Destinations
+from alerts.subscriptions import Channel, Subscription
 from api.deps import CurrentUser, PathId, ServicesDep, SessionDep
 from api.schemas.subscriptions import (
     DeliveryOut,
@@ -26,9 +25,10 @@ from api.schemas.subscriptions import (
 from config.alerting import SEVERITIES
 from config.database import utcnow
 from config.errors import InvalidInput, NotFound
-from ingest import audit
-from ingest.rules_spec import clock, minutes
-from ingest.units import get_unit, subtree_ids
+from registry import audit
+from registry.rules_spec import clock, minutes
+from registry.units import get_unit, subtree_ids
+from registry.users import Principal, Role, User
 
 router = APIRouter(prefix="/api/v1/subscriptions", tags=["subscriptions"])
 

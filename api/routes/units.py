@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import exists, select
 
-from api.auth import UNIT_WRITERS, Principal, User
 from api.deps import CurrentUser, PathId, ServicesDep, SessionDep, require
 from api.schemas.units import OnlineOut, UnitCreate, UnitOut, UnitUpdate
-from ingest import audit
-from ingest.cameras import Camera
-from ingest.fields import DbId
-from ingest.units import Unit, create_unit, delete_unit, get_unit, update_unit
+from registry import audit
+from registry.cameras import Camera
+from registry.fields import DbId
+from registry.units import Unit, create_unit, delete_unit, get_unit, update_unit
+from registry.users import UNIT_WRITERS, Principal, User
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
 Admin = Annotated[Principal, Depends(require(UNIT_WRITERS))]

@@ -23,7 +23,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from api.auth import (
+from api.deps import CurrentUser, PathId, ServicesDep, SessionDep, require
+from api.login_throttle import throttle_of
+from api.passwords import check_password, hashing_of
+from api.schemas.users import PasswordChange, TokenOut, TokenRequest, TooManyTries, UserCreate, UserOut, UserUpdate
+from api.services import Services
+from config.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from registry import audit
+from registry.units import get_unit, subtree_ids
+from registry.users import (
     USER_ADMINS,
     Principal,
     User,
@@ -36,14 +44,6 @@ from api.auth import (
     token_digest,
     username_taken,
 )
-from api.deps import CurrentUser, PathId, ServicesDep, SessionDep, require
-from api.login_throttle import throttle_of
-from api.passwords import check_password, hashing_of
-from api.schemas.users import PasswordChange, TokenOut, TokenRequest, TooManyTries, UserCreate, UserOut, UserUpdate
-from api.services import Services
-from config.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from ingest import audit
-from ingest.units import get_unit, subtree_ids
 
 log = logging.getLogger("lookout.auth")
 router = APIRouter(prefix="/api/v1", tags=["users"])

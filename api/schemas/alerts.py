@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.audit import AuditOut
-from ingest.fields import Name, Reason
+from registry.fields import Name, Reason
 
 
 class AlertOut(BaseModel):

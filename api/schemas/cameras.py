@@ -1,4 +1,4 @@
-"""Camera bodies. The request bodies are `ingest.camera_spec`'s; responses live here."""
+"""Camera bodies. The request bodies are `registry.camera_spec`'s; responses live here."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from ingest.camera_spec import CameraPatch, CameraSpec
-from ingest.rules_spec import RulesSpec
+from registry.camera_spec import CameraPatch, CameraSpec
+from registry.rules_spec import RulesSpec
 
 CameraCreate = CameraSpec
 CameraUpdate = CameraPatch

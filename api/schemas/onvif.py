@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ingest.fields import Host, Port
 from ingest.onvif_device import MediaProfile, Preset
+from registry.fields import Host, Port
 
 Password = Annotated[SecretStr, Field(min_length=1, max_length=256)]
 PresetToken = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f<>&\"']+$")]

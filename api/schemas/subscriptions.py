@@ -2,7 +2,7 @@
 
 Names are single-line text (the shared `Name` type: no control characters, no line breaks);
 URLs, kinds and topic prefixes refuse control characters too: a 422 naming the field. Where a
-webhook may point is checked by the route (`api.alerting.destinations`), which knows the
+webhook may point is checked by the route (`alerts.destinations`), which knows the
 operator's allow and deny lists."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Annotated
 
 from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from api.alerting.subscriptions import Channel
+from alerts.subscriptions import Channel
 from config.alerting import Severity
-from ingest.fields import DbId, Name, has_control_characters
-from ingest.rules_spec import ArmedWindow
+from registry.fields import DbId, Name, has_control_characters
+from registry.rules_spec import ArmedWindow
+
 
 def _no_control(value: object) -> object:
     """Refuse control characters before a URL is parsed (the URL parser would drop tabs and

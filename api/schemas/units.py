@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from ingest.fields import DbId, Name, UnitCode
+from registry.fields import DbId, Name, UnitCode
 
 
 class UnitCreate(BaseModel):

@@ -5,8 +5,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from api.auth import Role
-from ingest.fields import DbId, Name
+from registry.fields import DbId, Name
+from registry.users import Role
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]+$"  # ASCII only: lower() is the same on SQLite and PostgreSQL
 Username = Annotated[str, Field(min_length=1, max_length=64, pattern=USERNAME_PATTERN,

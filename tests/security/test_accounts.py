@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from api.auth import ApiToken, User
 from api.cli import main
-from api.migrate import upgrade
 from api.services import Services
 from config.database import make_engine, utcnow
+from registry.migrate import upgrade
+from registry.users import ApiToken, User
 from tests.conftest import PASSWORD, PG_ADMIN, Tree
 
 STRONG = "amber kettle on the 9th floor"

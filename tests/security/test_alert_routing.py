@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from api.alerting.engine import REJECTED_STREAM
+from alerts.engine import REJECTED_STREAM
 from api.services import Services
 from tests.alerting import FAR, SseListener, add_camera, drain, fast_retries, inject, live, one_fire, stored_events
 from tests.conftest import Tree, wait_for

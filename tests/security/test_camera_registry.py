@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, text, update
 
 from api.services import Services
-from ingest.audit import AuditEntry
-from ingest.camera_spec import CameraSpec
-from ingest.cameras import Camera
-from ingest.credentials import Credentials, join_userinfo, split_userinfo
 from ingest.stream_reader import StreamReader
+from registry.audit import AuditEntry
+from registry.camera_spec import CameraSpec
+from registry.cameras import Camera
+from registry.credentials import Credentials, join_userinfo, split_userinfo
 from tests.conftest import Tree, camera_body, captured_logs, free_port, wait_for
 from tests.security.servers import FakeRtspCamera
 
@@ -113,7 +113,7 @@ def test_a_camera_taken_away_during_an_import_is_a_row_error_not_a_500(
     """Between the import's look-up of a batch's targets and its write, a camera may be deleted
     or moved out of the importer's scope by someone else: the row is refused, the rest goes on,
     and a moved camera is not pulled back into the importer's subtree."""
-    from ingest.csv_import import CameraImporter
+    from registry.csv_import import CameraImporter
 
     with services.sessions() as session:
         cam = services.registry.create(session, CameraSpec(name="gate", network="xueliang",
@@ -420,7 +420,7 @@ def test_rows_stored_before_the_fix_are_bound_and_cleaned_at_start(
     worker) and a password still inside a stored query string (shown by the API)."""
     from cryptography.fernet import Fernet
 
-    from ingest.camera_credentials import secure_stored_credentials
+    from registry.camera_credentials import secure_stored_credentials
     from tests.conftest import SECRET
 
     legacy = Fernet(SECRET).encrypt(json.dumps({"u": SECRET_USER, "p": SECRET_PASSWORD}).encode()).decode()

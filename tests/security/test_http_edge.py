@@ -27,11 +27,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.alerting.model import Alert
+from alerts.model import Alert
 from api.app import create_app
 from api.services import Services
 from config.security import SecuritySettings
-from ingest.cameras import Camera
+from registry.cameras import Camera
 from tests.alerting import one_fire
 from tests.conftest import Tree, free_port, wait_for
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from api.auth import ApiToken, User, token_digest
 from api.services import Services
 from config.database import utcnow
+from registry.users import ApiToken, User, token_digest
 from tests.alerting import add_camera, drain, engine_for, inject
 from tests.conftest import PASSWORD, Tree, wait_for
 from tests.security.servers import Feeds, api_server

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from api.app import create_app
-from api.auth import ApiToken, User, dummy_hash
 from api.passwords import hashing_of
 from api.services import Services, build_services
+from registry.users import ApiToken, User, dummy_hash
 from tests.conftest import PASSWORD, Tree, make_settings
 from tests.security.servers import api_server
 

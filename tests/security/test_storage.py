@@ -36,7 +36,7 @@ from sqlalchemy import text
 
 from api.cli import main
 from api.services import Services
-from ingest import audit
+from registry import audit
 from tests.conftest import MODEL_CACHE, SECRET, Tree, camera_body, free_port, wait_for
 from tests.scenes import needs_shared
 
@@ -367,7 +367,7 @@ def test_an_untouched_log_with_checkpoints_verifies_and_grows_past_them(
 
 def test_the_alert_engine_thread_checkpoints_the_head_at_its_interval(
         client: TestClient, tree: Tree, login, services: Services) -> None:  # type: ignore[no-untyped-def]
-    from ingest.audit_checkpoints import Checkpointer
+    from registry.audit_checkpoints import Checkpointer
 
     settings = services.settings.model_copy(update={"security": services.settings.security.model_copy(
         update={"audit_checkpoint_seconds": 0.2})})

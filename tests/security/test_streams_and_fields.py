@@ -26,17 +26,17 @@ from api.services import Services
 from config.errors import InvalidInput
 from detectors.camera_health import HealthRules
 from ingest.camera_runner import CameraRunner, StreamSettings
-from ingest.camera_spec import CameraSpec
-from ingest.cameras import Camera
-from ingest.credentials import Credentials
-from ingest.fields import MultilineText
-from ingest.units import Unit, create_unit
 from ingest.worker import IngestWorker
+from registry.camera_spec import CameraSpec
+from registry.cameras import Camera
+from registry.credentials import Credentials
+from registry.fields import MultilineText
+from registry.units import Unit, create_unit
 from tests.alerting import one_fire
 from tests.conftest import Tree, camera_body, free_port
 from tests.media import make_clip
-from tests.security.servers import FakeRtspCamera
 from tests.rtsp import RtspServer
+from tests.security.servers import FakeRtspCamera
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -444,7 +444,7 @@ def test_technician_cannot_register_a_look_alike_device_id(
 def test_a_camera_registered_right_after_another_shows_what_its_worker_sees(
     sqlite_services: Services, redis_url: str, tmp_path: Path
 ) -> None:
-    from api.auth import Role, User, hash_password, issue_token
+    from registry.users import Role, User, hash_password, issue_token
 
     media = tmp_path / "media"
     media.mkdir()

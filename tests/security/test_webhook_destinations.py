@@ -24,9 +24,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from api.alerting.delivery import Deliverer, Delivery, fan_out_in
-from api.alerting.destinations import DestinationRefused, Destinations, checked_client, failure_reason
-from api.alerting.subscriptions import Subscription
+from alerts.delivery import Deliverer, Delivery, fan_out_in
+from alerts.destinations import DestinationRefused, Destinations, checked_client, failure_reason
+from alerts.subscriptions import Subscription
 from api.services import Services
 from config.security import SecuritySettings
 from tests.alerting import Receiver, drain, one_fire
