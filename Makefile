@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test bench clean
+.PHONY: run test system-packages bench clean
 
 $(VENV)/.base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,22 @@ $(VENV)/.test: $(VENV)/.base
 
 ## Start the whole service with a demo county (embedded Redis, SQLite in ./data). The first
 ## start also exports the detection models to ONNX (models/cache, a few minutes, once).
-run: $(VENV)/.base
+run:
+	@bash .ci/system-packages --run $(PYTHON)
+	@$(MAKE) --no-print-directory $(VENV)/.base
 	$(VENV)/bin/lookout models build
 	$(VENV)/bin/lookout serve --demo
 
-## Every test (needs PostgreSQL on 127.0.0.1:5432 or LOOKOUT_TEST_PG; .ci/run provides one).
-test: $(VENV)/.test
+## Every test, on a fresh clone too: first the Debian packages the tests need (installed as root
+## or with sudo, else the one command to run is printed), then .venv. PostgreSQL: LOOKOUT_TEST_PG,
+## else the server on 127.0.0.1:5432 if it answers, else the tests start a private one.
+test: system-packages
+	@$(MAKE) --no-print-directory $(VENV)/.test
 	$(PY) -m pytest
+
+## The system packages of the tests (shared with .ci/run); a few checks when nothing is missing.
+system-packages:
+	@bash .ci/system-packages $(PYTHON)
 
 ## The benchmarks of bench/, writing their figures to bench/out/.
 bench: $(VENV)/.test

@@ -36,10 +36,9 @@ from alerts.absorb import Absorbed, Absorber
 from alerts.escalation import sweep
 from alerts.policy import AlertPolicy
 from config.database import database_down, utcnow
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import ALERT_ENGINE_GROUP, EVENTS_STREAM, REJECTED_EVENTS_STREAM
+from detectors.events import Event
 
-GROUP = "alert-engine"
-REJECTED_STREAM = "lookout:events:rejected"
 log = logging.getLogger("lookout.alerts")
 
 
@@ -69,7 +68,7 @@ class AlertEngine:
 
     def ensure_group(self) -> None:
         try:
-            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            self.client.xgroup_create(self.stream, ALERT_ENGINE_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -116,7 +115,8 @@ class AlertEngine:
 
     def _read(self, block_ms: int) -> list[tuple[str, dict[str, str]]]:
         try:
-            reply = self.client.xreadgroup(GROUP, self.consumer, {self.stream: ">"}, count=self.batch, block=block_ms)
+            reply = self.client.xreadgroup(ALERT_ENGINE_GROUP, self.consumer, {self.stream: ">"}, count=self.batch,
+                                           block=block_ms)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -126,8 +126,8 @@ class AlertEngine:
 
     def _claim(self) -> list[tuple[str, dict[str, str]]]:
         try:
-            reply = self.client.xautoclaim(self.stream, GROUP, self.consumer, self.claim_idle_ms, "0-0",
-                                           count=self.batch)
+            reply = self.client.xautoclaim(self.stream, ALERT_ENGINE_GROUP, self.consumer, self.claim_idle_ms,
+                                           "0-0", count=self.batch)
         except redis.ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -172,9 +172,9 @@ class AlertEngine:
         for entry_id, data, reason in bad:
             log.error("alert_event_rejected", extra={"entry": entry_id, "camera_id": data.get("camera_id"),
                                                      "reason": reason[:300]})
-            self.client.xadd(REJECTED_STREAM, {**{k: str(v) for k, v in data.items()}, "reason": reason[:1000],
-                                               "entry": entry_id}, maxlen=100_000, approximate=True)
-        self.client.xack(self.stream, GROUP, *[entry_id for entry_id, _ in entries])
+            self.client.xadd(REJECTED_EVENTS_STREAM, {**{k: str(v) for k, v in data.items()}, "reason": reason[:1000],
+                                                      "entry": entry_id}, maxlen=100_000, approximate=True)
+        self.client.xack(self.stream, ALERT_ENGINE_GROUP, *[entry_id for entry_id, _ in entries])
 
     def _commit(self, events: list[Event]) -> list[tuple[Event, str]]:
         """Absorb `events` in one transaction (retried when someone changed an alert meanwhile);

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from alerts.counters import take
 from alerts.model import Alert, AlertChange
 from config.database import utcnow
+from config.redis_names import ALERTS_DOORBELL
 from registry.audit import jsonable
 
-DOORBELL = "lookout:alerts"
 FEED_COUNTER = "alert_feed"
 log = logging.getLogger("lookout.alerts")
 
@@ -65,7 +65,7 @@ def ring(client: redis.Redis | None, last_id: int) -> None:
     if client is None or not last_id:
         return
     try:
-        client.xadd(DOORBELL, {"last": last_id}, maxlen=10_000, approximate=True)
+        client.xadd(ALERTS_DOORBELL, {"last": last_id}, maxlen=10_000, approximate=True)
     except redis.RedisError as exc:
         log.warning("alert_doorbell_failed", extra={"change_id": last_id, "error": str(exc)})
 
@@ -76,7 +76,7 @@ def wait_for_ring(client: redis.Redis | None, seen: str, seconds: float, idle: t
     if client is None:
         idle.wait(seconds)
         return seen
-    reply = client.xread({DOORBELL: seen}, count=100, block=int(seconds * 1000))
+    reply = client.xread({ALERTS_DOORBELL: seen}, count=100, block=int(seconds * 1000))
     return reply[0][1][-1][0] if reply else seen
 
 

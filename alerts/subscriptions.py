@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from alerts.feed_items import FeedFilter, FeedItem
 from config.database import Base, UTCDateTime, utcnow
+from detectors.rules import in_window
 
 
 class Channel(str, enum.Enum):
@@ -69,5 +70,4 @@ class Route:
             return False
         if self.hours is None:
             return True
-        start, end = self.hours
-        return start <= minute_of_day < end if start <= end else (minute_of_day >= start or minute_of_day < end)
+        return bool(in_window(minute_of_day, *self.hours))

@@ -1,28 +1,31 @@
 """The `lookout` command: serve, worker, migrate, unit add, user add, import, models, eval, audit."""
 
+# Argument parsing, and the short commands that run here. The three processes have their entry
+# functions beside their code: `api.serve.serve`, `ingest.main.run_worker`, `alerts.main.run_alert_engine`.
+
 from __future__ import annotations
+
+import os
+import signal
+import sys
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "lookout":
+    # run as the program (not imported by a test): Ctrl-C before a command has set up its own
+    # stopping (the imports take a moment) ends the process quietly, as the default action
+    # does, instead of with a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 import argparse
 import getpass
-import logging
-import os
 import secrets
-import signal
-import sys
-import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from config.errors import LookoutError
 from config.logging import setup_logging
 from config.settings import Settings, load_settings
 
-if TYPE_CHECKING:  # the commands import what they need when they run
-    from sqlalchemy import Engine
-
-
-log = logging.getLogger("lookout.cli")
+PROG = "lookout"
 
 
 def _services(settings: Settings, redis_url: str | None = None):  # type: ignore[no-untyped-def]
@@ -44,145 +47,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from config.processes import limit_malloc_arenas
+    from ingest.main import run_worker
 
-    limit_malloc_arenas()  # before any reader thread starts
-    from api.services import secret_key
-    from config.database import make_engine, make_session_factory
-    from config.redis_server import connect
-    from ingest.camera_runner import CameraRunner, StreamSettings
-    from ingest.detection import load_stage
-    from ingest.media_paths import media_dirs_of
-    from ingest.worker import IngestWorker, new_worker_id
-    from registry.credentials import CredentialCipher
-
-    stop = _stop_on_signals()
-    url = _redis_url(settings, "lookout worker")
-    engine = make_engine(settings.resolved_database_url)
-    if not _wait_for_dependencies(settings, engine, url, stop, "worker"):
-        engine.dispose()
-        return 0
-    sessions = make_session_factory(engine)
-    client = connect(url)
-    worker_id = new_worker_id()
-    runner = CameraRunner(sessions, CredentialCipher(secret_key(settings)), client, StreamSettings(
-        size=(settings.analysis_width, settings.analysis_height), interval=settings.analysis_interval_seconds,
-        read_timeout=settings.stream_read_timeout_seconds, open_timeout=settings.stream_read_timeout_seconds,
-        segment_dir=settings.segment_dir or settings.data_dir / "segments", segment_seconds=settings.segment_seconds,
-        segment_max_age=settings.segment_max_age_hours * 3600, segment_max_bytes=int(settings.segment_max_gb * 2**30),
-        figures_interval=settings.stream_figures_seconds, media_dirs=media_dirs_of(settings),
-        segment_min_free_percent=settings.segment_min_free_percent,
-        recording_stop_free_percent=settings.recording_stop_free_percent,
-        recording_stop_free_mb=settings.recording_stop_free_mb, data_dir=settings.data_dir,
-        outbox_dir=settings.data_dir / "outbox", outbox_max_events=settings.outbox_max_events),
-        worker_id=worker_id, detection=load_stage(settings.model_cache_dir, settings.detectors,
-                                                  settings.snapshot_dir or settings.data_dir / "snapshots",
-                                                  precision=settings.model_precision))
-    worker = IngestWorker(sessions, client, worker_id, ttl=settings.worker_ttl_seconds, step_seconds=settings.worker_step_seconds,
-                          on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
-                          tick=runner.tick, stop_event=stop)
-    worker.run()
-    runner.stop()
-    engine.dispose()
-    return 0
+    return run_worker(settings)
 
 
 def cmd_alert_engine(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
+    from alerts.main import run_alert_engine
 
-    from alerts.delivery import Deliverer
-    from alerts.engine import AlertEngine
-    from alerts.policy import AlertPolicy
-    from api.services import secret_key
-    from config.database import make_engine, make_session_factory
-    from config.redis_server import connect
-    from registry.credentials import CredentialCipher
-
-    stopping = _stop_on_signals()
-    url = _redis_url(settings, "lookout alert-engine")
-    engine = make_engine(settings.resolved_database_url)
-    if not _wait_for_dependencies(settings, engine, url, stopping, "alert-engine"):
-        engine.dispose()
-        return 0
-    sessions = make_session_factory(engine)
-    client = connect(url)
-    policy = AlertPolicy(settings.alerts)
-    alerts = AlertEngine(sessions, client, policy)
-    try:
-        alerts.ensure_group()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:  # gone again: its loop makes the group (NOGROUP)
-        log.warning("alert_group_not_created_yet", extra={"error": str(exc)[:300]})
-    deliverer = Deliverer(sessions, client, policy, CredentialCipher(secret_key(settings)), security=settings.security)
-    delivering = threading.Thread(target=deliverer.run, name="delivery", daemon=True)
-    delivering.start()
-    # signed checkpoints of the audit chain's head, outside the database (registry.audit_checkpoints)
-    from registry.audit_checkpoints import Checkpointer
-
-    checkpoints = Checkpointer.from_settings(settings, sessions)
-    checkpointing = threading.Thread(target=checkpoints.run, name="audit-checkpoints", daemon=True)
-    checkpointing.start()
-
-    def stop(*_: object) -> None:
-        alerts.stop_event.set()
-        deliverer.stop_event.set()
-        checkpoints.stop_event.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    if stopping.is_set():  # a signal while it started
-        stop()
-    alerts.run()
-    checkpoints.stop_event.set()
-    checkpointing.join(15)
-    delivering.join(15)
-    deliverer.close()
-    client.close()
-    engine.dispose()
-    return 0
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event that SIGTERM and SIGINT set: a process still waiting for its dependencies ends
-    quietly (no KeyboardInterrupt traceback)."""
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
-def _wait_for_dependencies(settings: Settings, engine: Engine, url: str, stop: threading.Event, command: str) -> bool:
-    """Wait for the database (then migrate) and Redis, one line per try (config.dependencies);
-    False when stopped first. Nothing here dies of a dependency that is not there yet: a crash
-    loop under `serve`'s supervisor would log a traceback per try."""
-    from sqlalchemy.exc import DBAPIError
-
-    from config.dependencies import describe, wait_for_database, wait_for_redis
-    from registry.migrate import upgrade
-
-    interval = settings.dependency_retry_seconds
-    while True:
-        if not wait_for_database(engine, stop, interval, command=command):
-            return False
-        try:
-            upgrade(engine)
-            break
-        except DBAPIError as exc:  # it went away again between the check and the migration
-            log.warning("database_lost_during_start", extra={"error": describe(exc), "retry_in": interval})
-            stop.wait(interval)
-    return wait_for_redis(url, stop, interval, command=command)
-
-
-def _redis_url(settings: Settings, command: str) -> str:
-    """The Redis of the deployment: the configured URL, else the embedded server of `lookout
-    serve` with the same data_dir."""
-    if settings.redis_url is not None:
-        return settings.redis_url
-    embedded = (settings.data_dir / "redis" / "redis.sock").resolve()
-    if not embedded.exists():
-        raise LookoutError(
-            f"{command} needs the Redis the API uses: set LOOKOUT_REDIS_URL, or start "
-            "`lookout serve` with the same data_dir first", field="redis_url")
-    return f"unix://{embedded}"
+    return run_alert_engine(settings)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -273,7 +146,7 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.fire_eval import class_names, fire_chain, load_labelled, maxima_of, read_images
 
     labelled = load_labelled(args.dir, class_names(args.dir, args.classes))
-    stage = fire_chain(settings.model_cache_dir, precision=args.precision or settings.model_precision)
+    stage = fire_chain(settings.model_cache_dir, precision=args.precision or settings.worker.model_precision)
     raw, checked = maxima_of(read_images(labelled.images), stage, args.min_area)
     maxima = raw if args.no_verify else checked
     result = evaluate(labelled.truth, maxima, (args.flame_threshold, args.smoke_threshold))
@@ -369,7 +242,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="lookout", description=__doc__)
+    top = argparse.ArgumentParser(prog=PROG, description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the API (with an embedded Redis unless LOOKOUT_REDIS_URL is set)")
     serve.add_argument("--demo", action="store_true", help="seed a demo county and print an admin token")
@@ -447,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             tighten(service_roots(settings))  # what an older install left readable
         return int(args.run(args, settings))
     except LookoutError as exc:
-        print(f"lookout: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     finally:
         os.umask(previous_umask)  # for a caller that runs a command in its own process (tests)

@@ -10,6 +10,9 @@ token every `CHECK_SECONDS`, all of them in one query (digests, not tokens, are 
 revoked (sign-out, a new password, the person disabled) or expired ends its listeners with
 `REVOKED`, and one whose person moved to another unit ends with `MOVED` (its filter holds the
 old scope; the client reconnects and gets the new one).
+
+When the server stops (`closing`), every feed ends as if it fell behind: the client reconnects
+once the server is back and resumes from its last id, and the server need not wait for it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from dataclasses import dataclass, field
 import redis
 from sqlalchemy.orm import Session
 
-from alerts.feed import DOORBELL, changes_after, last_change_id, wait_for_ring
+from alerts.feed import changes_after, last_change_id, wait_for_ring
 from alerts.feed_items import FeedFilter, FeedItem
+from config.redis_names import ALERTS_DOORBELL
 from registry.users import live_tokens
 
 log = logging.getLogger("lookout.alerts")
@@ -73,6 +77,7 @@ class FeedHub:
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
         self.checked_at = 0.0
+        self._closing = False
 
     def start(self) -> None:
         with self.sessions() as session:
@@ -84,11 +89,17 @@ class FeedHub:
         self.stop_event.set()
         if self.client is not None:  # wake the thread from its wait on the doorbell (nothing new for anyone)
             try:
-                self.client.xadd(DOORBELL, {"last": self.last_id}, maxlen=10_000, approximate=True)
+                self.client.xadd(ALERTS_DOORBELL, {"last": self.last_id}, maxlen=10_000, approximate=True)
             except redis.RedisError:
                 pass  # then it wakes by itself within `poll_seconds`
         if self.thread is not None:
             self.thread.join(5)
+
+    def closing(self) -> None:
+        """The server stops: end every open feed (BEHIND) within `poll_seconds`, so that it does
+        not wait for them. Only sets a flag, so a signal handler may call it; the hub's thread
+        ends them."""
+        self._closing = True
 
     def add(self, flt: FeedFilter, token_digest: str = "") -> Listener:
         listener = Listener(flt, asyncio.get_running_loop(), token_digest)
@@ -114,12 +125,20 @@ class FeedHub:
             try:
                 doorbell = wait_for_ring(self.client, doorbell, self.poll_seconds, self.stop_event)
                 self._deliver()
+                if self._closing:
+                    self._end_all()
                 if time.monotonic() - self.checked_at >= CHECK_SECONDS:
                     self.checked_at = time.monotonic()
                     self.revalidate()
             except Exception as exc:  # noqa: BLE001 - the feed must outlive a database or Redis outage
                 log.warning("alert_feed_waiting", extra={"error": str(exc)[:300]})
                 self.stop_event.wait(self.poll_seconds)
+
+    def _end_all(self) -> None:
+        with self.lock:
+            listeners = [listener for listener in self.listeners if not listener.dropped]
+        for listener in listeners:
+            listener.loop.call_soon_threadsafe(listener.end, BEHIND)
 
     def revalidate(self) -> int:
         """End the listeners whose token is no longer valid (REVOKED) or whose person's unit

@@ -33,12 +33,11 @@ from dataclasses import dataclass
 import redis
 from fastapi import FastAPI
 
+from config.redis_names import LOGIN_ADDRESS_PREFIX, LOGIN_USER_PREFIX
 from config.security import SecuritySettings
 
 log = logging.getLogger("lookout.auth")
 
-USER_KEY = "lookout:login:user:"  # + the username in lower case
-ADDRESS_KEY = "lookout:login:address:"  # + the client address
 MEMORY_LIMIT = 100_000  # counters kept in memory without Redis
 
 # KEYS: the username's counter, the address's. ARGV: free tries of each, longest wait, ttl.
@@ -162,7 +161,7 @@ class LoginThrottle:
 
     @staticmethod
     def _keys(username: str, address: str) -> tuple[str, str]:
-        return USER_KEY + username.lower(), ADDRESS_KEY + client_network(address)
+        return LOGIN_USER_PREFIX + username.lower(), LOGIN_ADDRESS_PREFIX + client_network(address)
 
     def admit(self, username: str, address: str) -> float:
         """Count one try of `username` from `address`: 0 to go ahead, else the seconds to wait
@@ -188,7 +187,7 @@ class LoginThrottle:
 
     def forget_user(self, username: str) -> None:
         """An admin set this person's password: lift the username's wait."""
-        key = USER_KEY + username.lower()
+        key = LOGIN_USER_PREFIX + username.lower()
         if self.client is not None:
             try:
                 self.client.delete(key)

@@ -19,10 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from alerts.delivery import Delivery, DeliveryState
-from alerts.engine import GROUP
 from alerts.model import OPEN_STATES, Alert
 from api.services import Services
-from detectors.events import EVENTS_STREAM
+from config.redis_names import ALERT_ENGINE_GROUP, EVENTS_STREAM
 from ingest.stream_figures import read_figures
 
 log = logging.getLogger("lookout.http")
@@ -107,7 +106,7 @@ class AlertCollector(Collector):
         if self.services.redis is not None:
             try:
                 for group in self.services.redis.xinfo_groups(EVENTS_STREAM):
-                    if group["name"] == GROUP:
+                    if group["name"] == ALERT_ENGINE_GROUP:
                         backlog.add_metric(["unread"], group.get("lag") or 0)
                         backlog.add_metric(["unacknowledged"], group["pending"])
             except Exception:  # no stream yet, or Redis away

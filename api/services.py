@@ -15,7 +15,7 @@ from config.database import make_engine, make_session_factory
 from config.redis_server import connect
 from config.settings import Settings
 from registry.camera_store import CameraRegistry
-from registry.credentials import CredentialCipher, load_or_create_key
+from registry.credentials import CredentialCipher, secret_key
 from registry.registry_feed import RegistryFeed
 
 log = logging.getLogger("lookout.services")
@@ -34,12 +34,6 @@ class Services:
         if self.redis is not None:
             self.redis.close()
         self.engine.dispose()
-
-
-def secret_key(settings: Settings) -> str:
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    return load_or_create_key(settings.data_dir / "secret.key")
 
 
 def build_services(settings: Settings, redis_url: str | None = None) -> Services:

@@ -43,8 +43,9 @@ OUT = ROOT / "bench" / "out"
 from alerts.model import AlertEvent  # noqa: E402
 from api.services import build_services  # noqa: E402
 from bench.machine import describe as machine  # noqa: E402
+from config.redis_names import EVENTS_STREAM
 from config.settings import Settings  # noqa: E402
-from detectors.events import EVENTS_STREAM, Event  # noqa: E402
+from detectors.events import Event  # noqa: E402
 from registry.camera_spec import CameraSpec  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 from registry.units import create_unit  # noqa: E402

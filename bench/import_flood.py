@@ -170,7 +170,8 @@ def measure(tree: Path, csv_path: Path, rows: int, bad: int, args: argparse.Name
     import redis
     from cryptography.fernet import Fernet
 
-    from detectors.events import EVENTS_STREAM, Event
+    from config.redis_names import EVENTS_STREAM
+    from detectors.events import Event
     from tests.conftest import free_port, start_redis, wait_for
 
     folder = Path(tempfile.mkdtemp(prefix=f"lookout-flood-{label}-"))

@@ -119,7 +119,7 @@ def chains_of(precision: str, labelled: LabelledSet, min_area: float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    shipped_precision = load_settings().model_precision
+    shipped_precision = load_settings().worker.model_precision
     parser.add_argument("--precision", nargs="+", choices=("int8", "fp32"), default=["int8", "fp32"],
                         help=f"model precisions to measure; the goal applies to the shipped one ({shipped_precision})")
     opts = parser.parse_args()

@@ -236,7 +236,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--stream", choices=sorted(STREAMS), default="sub", help="what each camera delivers")
-    parser.add_argument("--precision", choices=("int8", "fp32"), default=load_settings().model_precision)
+    parser.add_argument("--precision", choices=("int8", "fp32"), default=load_settings().worker.model_precision)
     opts = parser.parse_args()
     limit_malloc_arenas()  # as `lookout worker` does
     with tempfile.TemporaryDirectory() as tmp:

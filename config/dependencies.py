@@ -8,7 +8,8 @@ per retry interval (`waiting_for_dependency`: which dependency, its URL without 
 the error text, when it tries again), then `dependency_ready` once it answers.
 
 `states` (when given) holds what each dependency last said (`ok`, or `waiting: <error>`), so
-that `serve` can answer /healthz with it while it waits.
+that `serve` can answer /healthz with it while it waits. `wait_for_dependencies` is the whole
+start of a worker and of an alert engine: the database, its migrations, then Redis.
 """
 
 from __future__ import annotations
@@ -94,3 +95,32 @@ def wait_for_database(engine: Engine, stop_event: threading.Event | None = None,
 
     url = engine.url.render_as_string(hide_password=True)
     return _wait(DATABASE, url, check, (DBAPIError, OSError), stop_event, interval, command, states)
+
+
+def wait_for_dependencies(engine: Engine, redis_url: str, stop_event: threading.Event, interval: float, *,
+                          command: str, migrate: Callable[[Engine], object]) -> bool:
+    """Wait for the database, bring its schema up to date (`migrate`: `registry.migrate.upgrade`,
+    passed in since config uses nothing above it), then wait for Redis; False when stopped first.
+    Nothing here dies of a dependency that is not there yet: a crash loop under `serve`'s
+    supervisor would log a traceback per try."""
+    while True:
+        if not wait_for_database(engine, stop_event, interval, command=command):
+            return False
+        try:
+            migrate(engine)
+            break
+        except DBAPIError as exc:  # it went away again between the check and the migration
+            log.warning("database_lost_during_start", extra={"error": describe(exc), "retry_in": interval})
+            stop_event.wait(interval)
+    return wait_for_redis(redis_url, stop_event, interval, command=command)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM and SIGINT set: a process still waiting for its dependencies ends
+    quietly (no KeyboardInterrupt traceback). Set by a thread, not inside the signal handler
+    (`config.processes.on_stop_signals` says why)."""
+    from config.processes import on_stop_signals
+
+    stop = threading.Event()
+    on_stop_signals(stop.set)
+    return stop

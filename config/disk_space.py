@@ -3,11 +3,11 @@ under a path, and is that still safe for the alerts' storage.
 
 Two lines, both a share of the filesystem with one absolute floor under the lower one:
 
-- the *reserve* (`segment_min_free_percent`, 10 %): video is deleted, oldest first, to keep
+- the *reserve* (`worker.segment_min_free_percent`, 10 %): video is deleted, oldest first, to keep
   this much free. A full video store sits just above it; below it is "low".
-- the *stop line* (`recording_stop_free_percent`, 5 %, and at least `recording_stop_free_mb`):
-  under it recording stops, so that the database, the embedded Redis's AOF and the audit log
-  keep room. Below it is "critical" (`/healthz` says "full" and answers 503).
+- the *stop line* (`worker.recording_stop_free_percent`, 5 %, and at least
+  `worker.recording_stop_free_mb`): under it recording stops, so that the database, the
+  embedded Redis's AOF and the audit log keep room. Below it is "critical" (`/healthz` says "full" and answers 503).
 
 Why a floor in MB under the stop line only: what the database and Redis need (an AOF rewrite
 writes a copy of the dataset, SQLite's journal a copy of the pages it changes) does not grow
@@ -34,7 +34,7 @@ Verdict = Literal["ok", "low", "critical"]
 
 
 class LimitSettings(Protocol):
-    """What the lines are made of: `config.settings.Settings`, or a worker's `StreamSettings`."""
+    """What the lines are made of: the settings' `worker:` section (`config.worker.WorkerSettings`)."""
 
     @property
     def segment_min_free_percent(self) -> float: ...
@@ -66,7 +66,8 @@ class DiskLimits:
 
     @classmethod
     def from_settings(cls, settings: LimitSettings) -> DiskLimits:
-        """From the settings' three flat fields (the deployment's, or a worker's copy of them)."""
+        """From the three fields of the `worker:` section: the one place they become lines, for the
+        workers' guard (`ingest.camera_runner.StreamSettings`) and `/healthz` alike."""
         return cls(float(settings.segment_min_free_percent), float(settings.recording_stop_free_percent),
                    int(settings.recording_stop_free_mb * MB))
 
@@ -136,9 +137,9 @@ def health(settings: Settings) -> dict[str, str]:
     Redis, audit), "disk_segments" for the video's when it is another one. Each is "ok: 41.0%
     free", or "low: ..." / "full: ..." with the figures; "full" (under the stop line) and an
     unreadable folder are unhealthy: the alerts' storage is at risk."""
-    limits = DiskLimits.from_settings(settings)
+    limits = DiskLimits.from_settings(settings.worker)
     data_dir = Path(settings.data_dir)
-    segments = Path(settings.segment_dir or data_dir / "segments")
+    segments = Path(settings.worker.segment_folder(data_dir))
     checks: dict[str, str] = {}
     seen: set[int] = set()
     for key, path in (("disk", data_dir), ("disk_segments", segments)):

@@ -152,7 +152,8 @@ def service_roots(settings: Settings) -> list[Path]:
     """The folders whose whole content is the service's: data_dir, and the segment, snapshot
     and checkpoint folders when they are configured elsewhere."""
     roots = [settings.data_dir]
-    roots += [p for p in (settings.segment_dir, settings.snapshot_dir, settings.security.audit_checkpoint_dir) if p]
+    roots += [p for p in (settings.worker.segment_dir, settings.worker.snapshot_dir,
+                          settings.security.audit_checkpoint_dir) if p]
     return roots
 
 

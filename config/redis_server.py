@@ -158,9 +158,11 @@ class EmbeddedRedis:
             "--logfile", str(self.folder / "redis.log"),
         ]
         # the server's AOF, log and pid files: 0600 whatever the caller's umask
+        # its own process group: a terminal's Ctrl-C would stop it at once, before the workers
+        # and the alert engine that talk to it (its owner stops it last)
         self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                          preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl call
-                                         umask=PRIVATE_UMASK)
+                                         process_group=0, umask=PRIVATE_UMASK)
         # no retries inside a ping: redis-py's own (seconds, on a socket not made yet) would
         # hide the server's exit and delay its readiness
         client = redis.Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 0))
@@ -195,17 +197,32 @@ class EmbeddedRedis:
 
     def _kill(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.info("embedded_redis_stopped", extra={"pid": process.pid})
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        # also when it had died by itself: one line for the server either way, with how it ended
+        log.info("embedded_redis_stopped", extra={"pid": process.pid, "exit_code": process.returncode})
 
 
 def connect(url: str) -> redis.Redis:
     """A client for `url` that answers with str, not bytes."""
     return redis.Redis.from_url(url, decode_responses=True, socket_timeout=10, health_check_interval=30)
+
+
+def deployment_url(configured: str | None, data_dir: Path, command: str) -> str:
+    """The Redis of the deployment for a worker or an alert engine: the configured `redis_url`,
+    else the embedded server of `lookout serve` with the same data_dir."""
+    if configured is not None:
+        return configured
+    embedded = (data_dir / "redis" / "redis.sock").resolve()
+    if not embedded.exists():
+        raise ConfigError(
+            f"{command} needs the Redis the API uses: set LOOKOUT_REDIS_URL, or start "
+            "`lookout serve` with the same data_dir first", field="redis_url")
+    return f"unix://{embedded}"

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +22,7 @@ from pydantic_settings import (
 from config.alerting import AlertSettings
 from config.errors import ConfigError
 from config.security import SecuritySettings
+from config.worker import WorkerSettings, moved_keys
 
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("lookout.yaml")
 
@@ -73,38 +74,20 @@ class Settings(BaseSettings):
     token_ttl_hours: int = Field(24 * 30, gt=0, le=24 * 366)
     networks: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_NETWORKS))
     registry_feed_maxlen: int = Field(100_000, gt=0)
-    worker_ttl_seconds: float = Field(
-        9.0, gt=0.5, le=300, description="a worker silent this long is dead and its cameras move"
-    )
-    worker_step_seconds: float = Field(2.0, gt=0.05, le=60, description="how often a worker renews and rebalances")
-    stream_figures_seconds: float = Field(5.0, gt=0, le=300, description="how often a worker publishes stream figures")
-    analysis_interval_seconds: float = Field(2.0, gt=0.05, le=3600, description="one analysed frame per camera this often")
-    analysis_width: int = Field(640, ge=32, le=3840)
-    analysis_height: int = Field(360, ge=32, le=2160)
     model_cache_dir: Path = Field(Path("models/cache"), description="ONNX files made by `lookout models build`")
-    detectors: list[str] = Field(["fire_smoke", "people"], description="models the workers run; [] for none")
-    model_precision: Literal["int8", "fp32"] = Field(
-        "int8", description="int8: about 3x faster on CPUs with VNNI, same alarms (bench/quality.py)")
-    snapshot_dir: Path | None = Field(None, description="event snapshots; default data_dir/snapshots")
-    segment_dir: Path | None = Field(None, description="rolling video for clips; default data_dir/segments")
-    segment_seconds: float = Field(10.0, ge=1, le=600)
-    segment_max_age_hours: float = Field(72.0, gt=0, description="older segments are deleted")
-    segment_max_gb: float = Field(50.0, gt=0, description="the oldest segments go first above this")
-    segment_min_free_percent: float = Field(
-        10.0, ge=0, le=90, description="video is deleted, oldest first, to keep this share of its filesystem free")
-    recording_stop_free_percent: float = Field(
-        5.0, ge=0, le=90, description="under this share free (after deleting all video) recording stops until "
-        "space returns: the database, Redis's AOF and the audit log keep room; /healthz answers 503")
-    recording_stop_free_mb: float = Field(
-        256.0, ge=0, le=2**20, description="recording also stops under this many MB free, whatever the share: "
-        "what the database and Redis need does not shrink with the disk")
-    outbox_max_events: int = Field(
-        100_000, ge=100, le=10_000_000,
-        description="events a worker keeps on disk while Redis is away; the oldest go first when full")
-    stream_read_timeout_seconds: float = Field(
-        5.0, gt=0.5, le=120, description="silence after which a camera is offline and its stream reopened")
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_moved_keys(cls, data: Any) -> Any:
+        """The worker's flat keys of before issue 15 stop the start naming their new place: an old
+        env variable would otherwise be ignored without a word (`config.worker.MOVED`)."""
+        moved = moved_keys(data if isinstance(data, dict) else (), os.environ)
+        if moved:
+            raise ValueError("; ".join(moved))
+        return data
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -119,14 +102,6 @@ class Settings(BaseSettings):
         for code in value:
             if not code.isascii() or not code.replace("_", "").isalnum() or len(code) > 32:
                 raise ValueError(f"network code {code!r} must be ASCII letters, digits or _")
-        return value
-
-    @field_validator("recording_stop_free_percent")
-    @classmethod
-    def _stop_under_reserve(cls, value: float, info: ValidationInfo) -> float:
-        reserve = info.data.get("segment_min_free_percent")
-        if reserve is not None and value > reserve:
-            raise ValueError(f"must not exceed segment_min_free_percent ({reserve})")
         return value
 
     @field_validator("database_url")
@@ -163,7 +138,10 @@ class Settings(BaseSettings):
 def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(root)"
+        if not item["loc"]:  # the whole tree (a moved key): the message names the keys itself
+            lines.append(str(item["msg"]).removeprefix("Value error, "))
+            continue
+        path = ".".join(str(p) for p in item["loc"])
         env = "LOOKOUT_" + "__".join(str(p) for p in item["loc"]).upper()
         lines.append(f"{path} (env {env}): {item['msg']}")
     return "invalid settings: " + "; ".join(lines)

@@ -1,7 +1,8 @@
 """`Event`: what a stage concluded about a camera (smoke, flame, crowd, camera_offline...).
 
-Events go to the Redis stream `lookout:events` as flat string fields; `fields()` and
-`from_fields()` are that encoding, so producers and the alert engine agree on it.
+Events go to the Redis stream `lookout:events` (its name: `config.redis_names`, which this pure
+core does not import) as flat string fields; `fields()` and `from_fields()` are that encoding,
+so producers and the alert engine agree on it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-EVENTS_STREAM = "lookout:events"
 #: `camera_id` of an event about the deployment itself, not one camera: a worker's disk filling
 #: (`disk_pressure`, then `disk_recovered`). Its alert belongs to the root unit (the county
 #: command centre that runs the machines); its evidence names the host and the path.

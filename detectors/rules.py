@@ -66,15 +66,26 @@ class CameraRules:
                 raise ValueError("armed hours are minutes of the day, 0..1440")
 
 
+def in_window(minute: np.ndarray | int, start: int, end: int) -> np.ndarray:
+    """Whether each minute of the day lies in the window [start, end) — the one rule for every
+    "HH:MM to HH:MM" of the product (armed hours, subscription hours): an end before the start
+    wraps past midnight (22:00 to 06:00 is the night), an end equal to the start is the whole day."""
+    minute = np.asarray(minute)
+    if start < end:
+        return (minute >= start) & (minute < end)
+    if start > end:
+        return (minute >= start) | (minute < end)
+    return np.ones(minute.shape, bool)
+
+
 def armed_minutes(rules: CameraRules) -> np.ndarray:
-    """(1440,) bool: whether the rules are armed in each minute of the day (windows may wrap
-    past midnight)."""
+    """(1440,) bool: whether the rules are armed in each minute of the day."""
     if not rules.armed:
         return np.ones(MINUTES, bool)
     minute = np.arange(MINUTES)
     armed = np.zeros(MINUTES, bool)
     for start, end in rules.armed:
-        armed |= ((minute >= start) & (minute < end)) if start < end else ((minute >= start) | (minute < end))
+        armed |= in_window(minute, start, end)
     return armed
 
 

@@ -19,8 +19,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import redis
 
-WORKERS = "lookout:workers"
-LEASE = "lookout:lease:"
+from config.redis_names import LEASE_PREFIX, WORKERS_SET
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -82,16 +81,16 @@ class Membership:
     def beat(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(WORKERS, {self.worker_id: now})
-        pipe.zremrangebyscore(WORKERS, "-inf", now - 10 * self.ttl)  # forget long-dead workers
+        pipe.zadd(WORKERS_SET, {self.worker_id: now})
+        pipe.zremrangebyscore(WORKERS_SET, "-inf", now - 10 * self.ttl)  # forget long-dead workers
         pipe.execute()
 
     def live(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
-        return sorted(self.client.zrangebyscore(WORKERS, now - self.ttl, "+inf"))
+        return sorted(self.client.zrangebyscore(WORKERS_SET, now - self.ttl, "+inf"))
 
     def leave(self) -> None:
-        self.client.zrem(WORKERS, self.worker_id)
+        self.client.zrem(WORKERS_SET, self.worker_id)
 
 
 class Leases:
@@ -109,11 +108,11 @@ class Leases:
         held: set[int] = set()
         for start in range(0, len(camera_ids), 5000):
             chunk = list(camera_ids[start:start + 5000])
-            got = self._claim(keys=[f"{LEASE}{c}" for c in chunk], args=[self.worker_id, self.ttl_ms])
+            got = self._claim(keys=[f"{LEASE_PREFIX}{c}" for c in chunk], args=[self.worker_id, self.ttl_ms])
             held.update(c for c, ok in zip(chunk, got) if ok)
         return held
 
     def release(self, camera_ids: Iterable[int]) -> None:
         ids = list(camera_ids)
         for start in range(0, len(ids), 5000):
-            self._release(keys=[f"{LEASE}{c}" for c in ids[start:start + 5000]], args=[self.worker_id])
+            self._release(keys=[f"{LEASE_PREFIX}{c}" for c in ids[start:start + 5000]], args=[self.worker_id])

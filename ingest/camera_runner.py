@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import redis
@@ -30,7 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from config.disk_space import MB, DiskLimits
+from config.disk_space import DiskLimits
 from config.processes import trim_malloc
 from detectors.camera_health import HealthRules, HealthTracker
 from detectors.events import Event
@@ -39,7 +40,7 @@ from detectors.rules import CameraRules
 from detectors.video_quality import QualityMonitor, QualityReport
 from ingest.camera_statuses import DATABASE_DOWN, CameraStatuses
 from ingest.detection import DetectionStage
-from ingest.media_paths import MediaFolders
+from ingest.media_paths import MediaFolders, media_dirs_of
 from ingest.outbox import DEFAULT_MAX_EVENTS, Outbox
 from ingest.segments import SegmentWriter
 from ingest.storage_guard import StorageGuard
@@ -49,6 +50,9 @@ from registry.cameras import Camera
 from registry.credentials import CredentialCipher, join_userinfo
 from registry.fields import StreamUrl, has_control_characters
 from registry.rules_spec import stored_spec
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 log = logging.getLogger("lookout.runner")
 SEEN_REFRESH_SECONDS = 15.0
@@ -69,6 +73,9 @@ def malformed_stream_url(url: str) -> str | None:
 
 @dataclass(frozen=True)
 class StreamSettings:
+    """What the runner works with: the `worker:` section of the settings (`config.worker`) with
+    the deployment's folders resolved (`from_settings`), or a test's own small values."""
+
     size: tuple[int, int] = (640, 360)
     interval: float = 2.0
     read_timeout: float = 5.0
@@ -77,11 +84,9 @@ class StreamSettings:
     segment_seconds: float = 10.0
     segment_max_age: float = 72 * 3600.0
     segment_max_bytes: int = 50 * 2**30
-    # the disk under the video (`ingest.storage_guard`): video goes to keep the first share free,
-    # recording stops under the second (and under the MB floor) so that the alerts' storage keeps room
-    segment_min_free_percent: float = 10.0
-    recording_stop_free_percent: float = 5.0
-    recording_stop_free_mb: float = 256.0
+    # the disk under the video (`ingest.storage_guard`): video goes to keep the reserve free,
+    # recording stops under the stop line so that the alerts' storage keeps room
+    disk_limits: DiskLimits = field(default_factory=DiskLimits)
     data_dir: Path | None = None  # watched too when on another disk than the video
     figures_interval: float = 5.0  # seconds between publications of the stream figures
     # where `file:` streams may read from (`ingest.media_paths`); none: `file:` streams are refused
@@ -90,6 +95,20 @@ class StreamSettings:
     # the durable event outbox's folder (`ingest.outbox`); None: in memory, lost with the process
     outbox_dir: Path | None = None
     outbox_max_events: int = DEFAULT_MAX_EVENTS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StreamSettings:
+        """A worker process's: its `worker:` section, the video, outbox and media folders under
+        the deployment's `data_dir` unless configured elsewhere."""
+        worker, data_dir = settings.worker, settings.data_dir
+        return cls(
+            size=(worker.analysis_width, worker.analysis_height), interval=worker.analysis_interval_seconds,
+            read_timeout=worker.stream_read_timeout_seconds, open_timeout=worker.stream_read_timeout_seconds,
+            segment_dir=worker.segment_folder(data_dir), segment_seconds=worker.segment_seconds,
+            segment_max_age=worker.segment_max_age_hours * 3600, segment_max_bytes=int(worker.segment_max_gb * 2**30),
+            disk_limits=DiskLimits.from_settings(worker), data_dir=data_dir,
+            figures_interval=worker.stream_figures_seconds, media_dirs=media_dirs_of(settings),
+            outbox_dir=data_dir / "outbox", outbox_max_events=worker.outbox_max_events)
 
 
 class CameraRunner:
@@ -121,10 +140,8 @@ class CameraRunner:
         self.segments: dict[int, SegmentWriter] = {}
         self._retention_run = 0.0
         self.storage = None if settings.segment_dir is None else StorageGuard(
-            settings.segment_dir, DiskLimits(settings.segment_min_free_percent, settings.recording_stop_free_percent,
-                                             int(settings.recording_stop_free_mb * MB)),
-            settings.segment_max_age, settings.segment_max_bytes, settings.data_dir, worker_id,
-            open_grace=max(30.0, 3 * settings.segment_seconds))
+            settings.segment_dir, settings.disk_limits, settings.segment_max_age, settings.segment_max_bytes,
+            settings.data_dir, worker_id, open_grace=max(30.0, 3 * settings.segment_seconds))
         self.media = MediaFolders(settings.media_dirs)
         self._storage_failing = False
         self.outbox = Outbox(settings.outbox_dir, settings.outbox_max_events)  # in memory on a full disk

@@ -1,24 +1,21 @@
 """The detection stage of a worker: gate the batch, run the models on what passed, apply each
-camera's rules, and write a JPEG snapshot with the boxes drawn for every event.
+camera's rules, and give every event a JPEG snapshot with its boxes drawn (`ingest.snapshots`).
 
 The arithmetic lives in `detectors/` (gating, YOLO decoding, rules); this module owns what
-touches the outside: the ONNX Runtime sessions, the clock, the snapshot files.
+touches the outside: the ONNX Runtime sessions, the clock, the snapshot folder.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from config.errors import ConfigError
-from config.private_files import private_dir, write_private
 from detectors.camera_rows import CameraRows, grow
 from detectors.detections import Detections
 from detectors.events import Event
@@ -28,11 +25,8 @@ from detectors.rules import RuleEngine
 from detectors.verify import VerifyRules, evidence, person_cover, verified
 from detectors.video_quality import QualityReport
 from detectors.yolo import Run, YoloDetector
+from ingest.snapshots import with_snapshot
 from models.manifest import ModelManifest
-
-log = logging.getLogger("lookout.detection")
-COLOURS = {"flame": (0, 64, 255), "smoke": (160, 160, 160), "person": (0, 200, 0)}  # BGR for OpenCV
-
 
 STEPS = ("gate", "fire_model", "people_model", "inference", "verify", "rules", "snapshots")
 
@@ -168,30 +162,11 @@ class DetectionStage:
             return found.select(verified(found, kinds, seen, self.verify_rules)), people
 
     def _with_snapshot(self, event: Event, subset: FrameBatch) -> Event:
-        """The event with `snapshot` (a path under snapshot_dir) in its evidence."""
+        """The event with `snapshot` (a path under snapshot_dir) in its evidence: its camera's
+        frame of `subset`, drawn and written by `ingest.snapshots`."""
         assert self.snapshot_dir is not None
         frame = subset.frames[int(np.flatnonzero(subset.camera_ids == event.camera_id)[0])]
-        image = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        height, width = image.shape[:2]
-        boxes = np.asarray(event.evidence.get("boxes", []), np.float32).reshape(-1, 4) * [width, height, width, height]
-        colour = COLOURS.get(event.kind, (0, 255, 255))
-        for x1, y1, x2, y2 in boxes.astype(int).tolist():
-            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
-        cv2.putText(image, f"{event.kind} {event.score:.2f} {stamp}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                    colour, 2)
-        day = time.strftime("%Y%m%d", time.localtime(event.at))
-        relative = Path(str(event.camera_id)) / day / f"{event.event_id}.jpg"
-        target = self.snapshot_dir / relative
-        private_dir(target.parent)  # 0700 folders, a 0600 file: what a camera saw is nobody else's
-        ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if ok:
-            write_private(target, data.tobytes())
-        else:
-            log.warning("snapshot_failed", extra={"camera_id": event.camera_id, "event_id": event.event_id})
-            return event
-        return Event(event.camera_id, event.kind, event.at, event.score,
-                     {**event.evidence, "snapshot": str(relative)}, event.event_id)
+        return with_snapshot(event, frame, self.snapshot_dir)
 
 
 def load_model(cache: Path, name: str, threshold: float = 0.2, threads: int = 1,

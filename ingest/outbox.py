@@ -44,7 +44,8 @@ from pathlib import Path
 
 import redis
 
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import Event
 from ingest.outbox_files import (
     let_go,
     memory_db,

@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from ingest.stream_reader import StreamStats
+from config.redis_names import STREAM_FIGURES_HASH
+from ingest.stream_stats import StreamStats
 
-HASH = "lookout:stream_figures"
 STALE_SECONDS = 60.0
 
 
@@ -62,22 +62,23 @@ class FigurePublisher:
             })
             self.marks[camera_id] = _Mark(now, s.packets, s.decoded, s.bytes)
         if values:
-            self.client.hset(HASH, mapping=values)
+            self.client.hset(STREAM_FIGURES_HASH, mapping=values)
 
     def forget(self, camera_ids: set[int]) -> None:
         for camera_id in camera_ids:
             self.marks.pop(camera_id, None)
         if camera_ids:
-            self.client.hdel(HASH, *[str(c) for c in camera_ids])
+            self.client.hdel(STREAM_FIGURES_HASH, *[str(c) for c in camera_ids])
 
 
 def read_figures(client: redis.Redis, camera_ids: list[int] | None = None, now: float | None = None) -> dict[int, dict[str, Any]]:
     """Fresh figures of `camera_ids` (all when None)."""
     now = time.time() if now is None else now
     if camera_ids is None:
-        raw = client.hgetall(HASH).items()
+        raw = client.hgetall(STREAM_FIGURES_HASH).items()
     else:
-        raw = zip((str(c) for c in camera_ids), client.hmget(HASH, [str(c) for c in camera_ids]) if camera_ids else [])
+        raw = zip((str(c) for c in camera_ids),
+                  client.hmget(STREAM_FIGURES_HASH, [str(c) for c in camera_ids]) if camera_ids else [])
     out = {}
     for key, value in raw:
         if value is None:

@@ -39,7 +39,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,32 +47,10 @@ import numpy as np
 
 from detectors.frames import FrameBatch
 from ingest.media_paths import MediaFolders, MediaRefused
+from ingest.stream_stats import StreamStats
 from registry.fields import file_url_path
 
 log = logging.getLogger("lookout.stream")
-
-
-@dataclass
-class StreamStats:
-    """What a reader has seen; read by the worker for status and metrics (no lock needed:
-    single writer, and a torn read of a counter is harmless)."""
-
-    packets: int = 0
-    bytes: int = 0
-    decoded: int = 0
-    keyframes: int = 0
-    reconnects: int = 0
-    decode_errors: int = 0  # damaged frames since the reader started (see the module's docstring)
-    recent_decode_errors: int = 0  # of which in the last `damage_window` seconds
-    keyframe_interval: float | None = None  # seconds between the last two keyframes
-    last_packet_at: float | None = None  # time.monotonic()
-    last_frame_at: float | None = None
-    last_error: str | None = None
-    connected: bool = False
-    codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    _last_key_pts: float | None = field(default=None, repr=False)
 
 
 class StreamEnded(Exception):

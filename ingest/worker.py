@@ -1,6 +1,6 @@
 """`lookout worker`: one ingest process, owning its share of the registry's enabled cameras.
 
-Each step (every `worker_step_seconds`) the worker beats its heartbeat, computes the
+Each step (every `worker.step_seconds`) the worker beats its heartbeat, computes the
 placement of every enabled camera over the live workers (`ingest.assignment`), renews or
 takes the leases of its own share and gives back the rest. Registry changes arrive on the
 `lookout:registry` stream and wake the worker at once, so a camera added, changed,
@@ -27,9 +27,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.redis_names import REGISTRY_STREAM
 from ingest.assignment import Leases, Membership, rendezvous
 from registry.cameras import Camera
-from registry.registry_feed import STREAM
 
 log = logging.getLogger("lookout.worker")
 RECONCILE_SECONDS = 60.0
@@ -105,7 +105,7 @@ class IngestWorker:
         """Block on the registry stream for up to `timeout`; the new entries, if any. An outage
         is said once when it starts and once when it ends, not on every loop pass."""
         try:
-            entries = self.client.xread({STREAM: self._feed_id}, block=max(1, int(timeout * 1000)), count=1000)
+            entries = self.client.xread({REGISTRY_STREAM: self._feed_id}, block=max(1, int(timeout * 1000)), count=1000)
         except redis.RedisError as exc:
             if self._feed_down_since is None:
                 self._feed_down_since = time.monotonic()
@@ -139,8 +139,8 @@ class IngestWorker:
         database is away (they may go again right after the process waited for them)."""
         while not self.stop_event.is_set():
             try:
-                self._feed_id = (self.client.xinfo_stream(STREAM)["last-generated-id"]
-                                 if self.client.exists(STREAM) else "0-0")
+                self._feed_id = (self.client.xinfo_stream(REGISTRY_STREAM)["last-generated-id"]
+                                 if self.client.exists(REGISTRY_STREAM) else "0-0")
                 self.load_cameras()
                 return True
             except (redis.RedisError, DBAPIError) as exc:

@@ -7,8 +7,6 @@ as not found, so its existence does not leak to other townships.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +32,6 @@ from registry.credentials import (
     Credentials,
     onvif_endpoint,
 )
-from registry.fields import DB_INT_MAX
 from registry.registry_feed import RegistryFeed
 from registry.rules_spec import RulesSpec
 from registry.units import Unit, in_scope, subtree_ids
@@ -53,23 +50,6 @@ class CameraFilter:
     text: str | None = None
     bbox: tuple[float, float, float, float] | None = None  # min_lon, min_lat, max_lon, max_lat
     enabled: bool | None = None
-
-
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"c{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("c"):
-            raise ValueError
-        value = int(raw[1:])
-        if not 0 <= value <= DB_INT_MAX:
-            raise ValueError
-        return value
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:

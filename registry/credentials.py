@@ -27,13 +27,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from config.errors import ConfigError, LookoutError
 from config.private_files import secret_file
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 log = logging.getLogger("lookout.credentials")
 
@@ -152,6 +155,15 @@ def load_or_create_key(path: Path) -> str:
     key = secret_file(path, lambda: Fernet.generate_key().decode("ascii"))
     assert key is not None
     return key
+
+
+def secret_key(settings: Settings) -> str:
+    """The deployment's key: `secret_key` when configured (the same on every host), else the one
+    in `data_dir/secret.key` (created on a single machine's first start). Every process that
+    seals or opens credentials takes it from here: the API, the workers, the alert engine."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return load_or_create_key(settings.data_dir / "secret.key")
 
 
 # -- endpoints ------------------------------------------------------------------------------------

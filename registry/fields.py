@@ -13,15 +13,24 @@ One definition each, so a value the API refuses is refused the same way in a CSV
   `３３０１…` would be a second unit next to `3301…`.
 - A `file:` URL is `file:///absolute/path` and nothing else (`file_url_path`; where it may
   point is `ingest.media_paths`).
+- A time-of-day window (`ArmedWindow`: a camera's armed hours, a subscription's hours) is
+  "HH:MM" to "HH:MM" of local time, the way the centres' duty rosters write them; an end before
+  the start runs past midnight. Stored as minutes of the day (`minutes`, undone by `clock`).
+- A paging cursor (`encode_cursor` / `decode_cursor`) is opaque to clients: the last id of the
+  page, so the next page starts after it however rows are added or deleted meanwhile.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Annotated
 from urllib.parse import unquote, urlsplit
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from config.errors import InvalidInput
 
 #: C0 (with tab, LF, CR), DEL, C1, line/paragraph separators, bidi embeddings/overrides/isolates
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -30,6 +39,7 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
 _CONTROL_MULTILINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 DB_INT_MAX = 2**31 - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "file")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")  # [0-9]: \d takes every script's digits
 
 
 def has_control_characters(text: str) -> bool:
@@ -136,3 +146,42 @@ Longitude = Annotated[float, Field(ge=-180, le=180)]
 # [0-9], not \d: both Python's and pydantic-core's \d take every script's digits
 DeviceId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{20}$")]
 UnitCode = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9]{12}$")]
+
+
+#: a window of local time of day, "HH:MM" to "HH:MM" ("24:00": the end of the day); an end before
+#: the start runs past midnight (the model has no docstring: it would show in the OpenAPI schema)
+class ArmedWindow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: Annotated[str, Field(pattern=_CLOCK.pattern, examples=["08:00"])]
+    end: Annotated[str, Field(pattern=_CLOCK.pattern, examples=["18:00"], description="before start: past midnight")]
+
+
+def minutes(clock: str) -> int:
+    """The minute of the day of an "HH:MM" (0..1440)."""
+    hours, mins = clock.split(":")
+    return int(hours) * 60 + int(mins)
+
+
+def clock(minute_of_day: int) -> str:
+    """The "HH:MM" of a minute of the day: `minutes` undone."""
+    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
+
+
+def encode_cursor(last_id: int) -> str:
+    """The cursor of the page after the row `last_id`."""
+    return base64.urlsafe_b64encode(f"c{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id a cursor of `encode_cursor` holds; InvalidInput (on `cursor`) for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("c"):
+            raise ValueError
+        value = int(raw[1:])
+        if not 0 <= value <= DB_INT_MAX:
+            raise ValueError
+        return value
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput("cursor is not one this API gave out", field="cursor") from None

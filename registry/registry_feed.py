@@ -13,7 +13,8 @@ import time
 
 import redis
 
-STREAM = "lookout:registry"
+from config.redis_names import REGISTRY_STREAM
+
 log = logging.getLogger("lookout.registry")
 
 
@@ -27,6 +28,6 @@ class RegistryFeed:
             return
         fields = {"op": op, "camera_id": "" if camera_id is None else str(camera_id), "at": f"{time.time():.3f}"}
         try:
-            self.client.xadd(STREAM, fields, maxlen=self.maxlen, approximate=True)
+            self.client.xadd(REGISTRY_STREAM, fields, maxlen=self.maxlen, approximate=True)
         except redis.RedisError as exc:
             log.warning("registry_notify_failed", extra={"op": op, "camera_id": camera_id, "error": str(exc)})

@@ -4,23 +4,22 @@ the workers compile.
 
 Every field is optional: what a body leaves out keeps the default every camera has, so a
 kitchen camera can get one exclusion zone without restating the thresholds. Armed hours are
-written as "HH:MM" (local time of the worker), the way the centers' duty rosters write them.
+written as "HH:MM" (local time of the worker), the way the centers' duty rosters write them
+(`registry.fields.ArmedWindow`, which the alert subscriptions' hours share).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from detectors.rules import CameraRules, Zone
-from registry.fields import Name
+from registry.fields import ArmedWindow, Name, minutes
 
 DEFAULTS = CameraRules()
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Share, Share]
-_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")  # [0-9]: \d takes every script's digits
 
 
 class ZoneSpec(BaseModel):
@@ -47,13 +46,6 @@ class Persistence(BaseModel):
         return self
 
 
-class ArmedWindow(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    start: Annotated[str, Field(pattern=_CLOCK.pattern, examples=["08:00"])]
-    end: Annotated[str, Field(pattern=_CLOCK.pattern, examples=["18:00"], description="before start: past midnight")]
-
-
 class CrowdLevels(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -73,16 +65,6 @@ class Thresholds(BaseModel):
     flame: Share = DEFAULTS.thresholds["flame"]
     smoke: Share = DEFAULTS.thresholds["smoke"]
     person: Share = DEFAULTS.thresholds["person"]
-
-
-def minutes(clock: str) -> int:
-    hours, mins = clock.split(":")
-    return int(hours) * 60 + int(mins)
-
-
-def clock(minute_of_day: int) -> str:
-    """The "HH:MM" of a minute of the day: `minutes` undone."""
-    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
 
 
 class RulesSpec(BaseModel):

@@ -28,7 +28,8 @@ from alerts.policy import AlertPolicy
 from api.app import create_app
 from api.services import Services
 from config.alerting import AlertSettings
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import Event
 from registry.units import Unit
 from tests.conftest import camera_body, free_port, wait_for
 

@@ -1,7 +1,9 @@
 """Fixtures that start real servers: a private redis-server, a private PostgreSQL database.
 
 Storage and API tests take `services` (or `client`) and so run twice, once on SQLite and
-once on PostgreSQL (`LOOKOUT_TEST_PG`, default the machine's server on 127.0.0.1:5432).
+once on PostgreSQL (`LOOKOUT_TEST_PG`; else the machine's server on 127.0.0.1:5432 when it
+lets `postgres` in; else a private cluster started for the session, so that a fresh clone
+needs no server set up).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +39,6 @@ from registry.migrate import upgrade
 from registry.units import Unit, create_unit
 from registry.users import Role, User, hash_password, issue_token
 
-PG_ADMIN = os.environ.get("LOOKOUT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = Fernet.generate_key().decode()
 PASSWORD = "correct horse battery"
 _PASSWORD_HASH = hash_password(PASSWORD)
@@ -46,6 +48,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_admin_url() -> tuple[str, bool]:
+    """The admin URL of the PostgreSQL server the tests use, and whether it is a private cluster
+    that this session must start (`private_postgres`): decided once, at import, because test
+    modules import PG_ADMIN."""
+    if os.environ.get("LOOKOUT_TEST_PG"):
+        return os.environ["LOOKOUT_TEST_PG"], False
+    try:
+        psycopg.connect(MACHINE_PG, connect_timeout=2).close()
+        return MACHINE_PG, False
+    except psycopg.OperationalError:
+        return f"postgresql://postgres@127.0.0.1:{free_port()}/postgres", True
+
+
+PG_ADMIN, PG_IS_PRIVATE = _postgres_admin_url()
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -79,8 +100,32 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.wait(10)
 
 
+def pytest_report_header() -> str:
+    where = "a private cluster for this session (none answered on 127.0.0.1:5432)" if PG_IS_PRIVATE else "the server"
+    return f"postgresql: {where}, {PG_ADMIN}"
+
+
+@pytest.fixture(scope="session", autouse=PG_IS_PRIVATE)
+def private_postgres() -> Iterator[None]:
+    """The private cluster PG_ADMIN names when no server answered: started before the first test
+    (any test may use PG_ADMIN, not only through `pg_url`) and removed after the last. Nothing
+    when PG_ADMIN is the machine's server or LOOKOUT_TEST_PG's."""
+    if not PG_IS_PRIVATE:
+        yield
+        return
+    from tests.private_pg import PrivatePostgres  # it imports this module
+
+    port = urllib.parse.urlsplit(PG_ADMIN).port
+    server = PrivatePostgres(port)
+    try:
+        server.start()
+        yield
+    finally:
+        server.remove()
+
+
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
+def pg_url(private_postgres: None) -> Iterator[str]:
     """A fresh database on the PostgreSQL server, dropped at the end."""
     name = f"lookout_test_{uuid.uuid4().hex[:10]}"
     try:

@@ -16,16 +16,16 @@ from ingest.camera_runner import CameraRunner, StreamSettings
 from ingest.detection import DetectionStage
 from ingest.outbox import DEFAULT_MAX_EVENTS
 from ingest.worker import IngestWorker
-from tests.scenes import SHARED
+from tests.scenes import ASSETS
 
 
 def make_runner(services: Services, client: redis.Redis, stage: DetectionStage | None,
                 outbox_dir: Path | None = None, outbox_max_events: int = DEFAULT_MAX_EVENTS) -> CameraRunner:
     """The runner `detection_worker` uses: one sample per second at 640×360, offline after 3 s of
-    silence; `file:` cameras may play from the data folder and ../shared/media."""
+    silence; `file:` cameras may play from the data folder and tests/assets."""
     return CameraRunner(services.sessions, services.registry.cipher, client,
                         StreamSettings(size=(640, 360), interval=1.0, read_timeout=3.0, open_timeout=3.0,
-                                       media_dirs=(services.settings.data_dir, SHARED / "media"),
+                                       media_dirs=(services.settings.data_dir, ASSETS),
                                        outbox_dir=outbox_dir, outbox_max_events=outbox_max_events),
                         HealthRules(offline_after=3.0, online_hold=1.0), detection=stage)
 

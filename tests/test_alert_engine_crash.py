@@ -22,8 +22,9 @@ from sqlalchemy import func, select
 from alerts.feed import changes_after
 from alerts.model import Alert, AlertEvent
 from api.services import Services
+from config.redis_names import ALERT_ENGINE_GROUP, EVENTS_STREAM
 from config.redis_server import find_redis_server
-from detectors.events import EVENTS_STREAM, Event
+from detectors.events import Event
 from registry.audit import verify_chain
 from tests.alerting import FAR, SQUARE, add_camera
 from tests.conftest import SECRET, Tree, free_port, wait_for
@@ -124,7 +125,7 @@ def test_killed_engines_and_a_redis_restart_lose_and_double_nothing(
         def settled() -> bool:
             with services.sessions() as session:
                 stored = session.scalar(select(func.count()).select_from(AlertEvent))
-            return stored == EVENTS and checker.xpending(EVENTS_STREAM, "alert-engine")["pending"] == 0
+            return stored == EVENTS and checker.xpending(EVENTS_STREAM, ALERT_ENGINE_GROUP)["pending"] == 0
 
         wait_for(settled, 120)
     finally:

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from alerts.delivery import Delivery, fan_out
-from alerts.engine import REJECTED_STREAM, AlertEngine
+from alerts.engine import AlertEngine
 from alerts.escalation import sweep
 from alerts.feed import changes_after
 from alerts.model import Alert
@@ -31,7 +31,8 @@ from alerts.policy import AlertPolicy
 from api.services import Services
 from config.alerting import AlertSettings
 from config.database import database_down, make_session_factory, utcnow
-from detectors.events import EVENTS_STREAM, SYSTEM_CAMERA_ID
+from config.redis_names import ALERT_ENGINE_GROUP, EVENTS_STREAM, REJECTED_EVENTS_STREAM
+from detectors.events import SYSTEM_CAMERA_ID
 from ingest.camera_statuses import CameraStatuses
 from registry.audit import verify_chain
 from registry.units import create_unit
@@ -58,7 +59,7 @@ def _changes(services: Services) -> list[str]:
 
 def _rejected(services: Services) -> list[str]:
     assert services.redis is not None
-    return [data["reason"] for _, data in services.redis.xrange(REJECTED_STREAM)]
+    return [data["reason"] for _, data in services.redis.xrange(REJECTED_EVENTS_STREAM)]
 
 
 def _at(seconds: float) -> datetime:
@@ -211,7 +212,7 @@ def test_a_lone_camera_online_is_taken_not_rejected(client: TestClient, services
     inject(services, gate, "flame", 0.7)
     drain(engine)
     assert _rejected(services) == []
-    assert services.redis is not None and services.redis.xpending(EVENTS_STREAM, "alert-engine")["pending"] == 0
+    assert services.redis is not None and services.redis.xpending(EVENTS_STREAM, ALERT_ENGINE_GROUP)["pending"] == 0
     assert engine.totals.ignored == 2 and engine.totals.created == 1
     assert [a["kind"] for a in _alerts(client, admin)] == ["flame"]
 
@@ -420,7 +421,7 @@ def _fire_waits_for_the_database(services: Services, engine: AlertEngine, gate: 
     with pytest.raises(Exception) as raised:
         engine.step(block_ms=20)
     assert database_down(raised.value), raised.value
-    assert services.redis is not None and services.redis.xpending(EVENTS_STREAM, "alert-engine")["pending"] == 1
+    assert services.redis is not None and services.redis.xpending(EVENTS_STREAM, ALERT_ENGINE_GROUP)["pending"] == 1
     assert _rejected(services) == [] and engine._unfinished
     return raised.value
 

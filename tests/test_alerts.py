@@ -17,7 +17,7 @@ from alerts.model import Alert
 from api.services import Services
 from config.alerting import AlertSettings, Deadline
 from config.database import utcnow
-from detectors.events import EVENTS_STREAM
+from config.redis_names import ALERT_ENGINE_GROUP, EVENTS_STREAM, REJECTED_EVENTS_STREAM
 from registry.audit import verify_chain
 from tests.alerting import FAR, NEAR, add_camera, drain, engine_for, inject, one_fire, stored_events
 from tests.conftest import Tree
@@ -222,10 +222,10 @@ def test_unreadable_entries_are_set_aside_and_the_rest_go_on(client: TestClient,
     inject(services, 999_999)  # a camera that does not exist
     drain(engine)
     assert len(_alerts(client, admin)) == 1
-    unreadable, unknown = [fields for _, fields in services.redis.xrange("lookout:events:rejected")]
+    unreadable, unknown = [fields for _, fields in services.redis.xrange(REJECTED_EVENTS_STREAM)]
     assert unreadable["camera_id"] == "x" and "unreadable" in unreadable["reason"]
     assert unknown["camera_id"] == "999999" and unknown["reason"] == "camera 999999 does not exist"
-    assert services.redis.xpending(EVENTS_STREAM, "alert-engine")["pending"] == 0
+    assert services.redis.xpending(EVENTS_STREAM, ALERT_ENGINE_GROUP)["pending"] == 0
 
 
 def test_short_deadlines_come_from_settings() -> None:

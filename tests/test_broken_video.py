@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from api.app import create_app
 from api.services import Services
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM, STREAM_FIGURES_HASH
+from detectors.events import Event
 from ingest.stream_figures import FigurePublisher, read_figures
 from ingest.stream_reader import StreamReader
 from registry.camera_spec import CameraSpec
@@ -159,7 +160,7 @@ def test_the_stream_figures_show_errors_and_the_new_size(media: dict[str, Path],
         assert figures[1]["decode_errors"] > 0 and figures[1]["last_error"].startswith("corrupt H.264 data")
         assert 0 < figures[1]["recent_decode_errors"] <= figures[1]["decode_errors"]
         assert (figures[2]["width"], figures[2]["height"]) == (480, 272) and figures[2]["decode_errors"] == 0
-        client.hdel("lookout:stream_figures", "1", "2")
+        client.hdel(STREAM_FIGURES_HASH, "1", "2")
     finally:
         stop(damaged)
         stop(resized)

@@ -10,7 +10,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from api.services import Services
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import Event
 from detectors.rules import CameraRules, RuleEngine
 from ingest.detection import load_stage
 from registry.camera_spec import CameraSpec
@@ -18,7 +19,7 @@ from registry.rules_spec import RulesSpec
 from registry.units import create_unit
 from tests.conftest import MODEL_CACHE, Tree, camera_body, wait_for
 from tests.detection_worker import detection_worker
-from tests.scenes import clip_of, fire_scene, needs_shared
+from tests.scenes import clip_of, fire_scene
 
 WHOLE = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
 KITCHEN = {
@@ -111,7 +112,6 @@ def test_rules_follow_roles_and_unit_scope(client: TestClient, tree: Tree, login
     assert client.put(url, json=KITCHEN, headers=other_village).status_code == 404
 
 
-@needs_shared
 def test_the_worker_applies_each_cameras_rules_and_their_changes(
     sqlite_services: Services, redis_url: str, model_files: dict[str, Path], tmp_path: Path
 ) -> None:

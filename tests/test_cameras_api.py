@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api.services import Services
-from registry.registry_feed import STREAM
+from config.redis_names import REGISTRY_STREAM
 from tests.conftest import Tree, camera_body
 
 
@@ -39,7 +39,7 @@ def test_camera_writes_reach_the_registry_stream_in_redis(client: TestClient, se
     client.patch(f"/api/v1/cameras/{cam['id']}", json={"enabled": False}, headers=admin)
     client.delete(f"/api/v1/cameras/{cam['id']}", headers=admin)
     assert services.redis is not None
-    entries = services.redis.xrange(STREAM)
+    entries = services.redis.xrange(REGISTRY_STREAM)
     assert [(e[1]["op"], e[1]["camera_id"]) for e in entries] == [
         ("create", str(cam["id"])), ("update", str(cam["id"])), ("delete", str(cam["id"]))]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,37 @@ def test_cli_refuses_to_start_with_a_bad_setting(tmp_path: Path) -> None:
                           timeout=60)
     assert done.returncode == 2
     assert "port" in done.stderr and "LOOKOUT_PORT" in done.stderr
+
+
+def test_worker_settings_are_one_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "lookout.yaml"
+    config.write_text("worker:\n  segment_max_gb: 3\n  detectors: []\n")
+    monkeypatch.setenv("LOOKOUT_CONFIG", str(config))
+    monkeypatch.setenv("LOOKOUT_WORKER__TTL_SECONDS", "6")
+    monkeypatch.setenv("LOOKOUT_WORKER__DETECTORS", '["fire_smoke"]')
+    worker = load_settings().worker
+    assert (worker.segment_max_gb, worker.ttl_seconds, worker.detectors) == (3, 6, ["fire_smoke"])
+
+
+@pytest.mark.parametrize(("yaml", "env", "message"), [
+    ("segment_max_gb: 3\n", {}, "segment_max_gb moved to worker.segment_max_gb (env LOOKOUT_WORKER__SEGMENT_MAX_GB)"),
+    ("worker_ttl_seconds: 6\n", {}, "worker_ttl_seconds moved to worker.ttl_seconds"),
+    ("", {"LOOKOUT_DETECTORS": "[]"}, "LOOKOUT_DETECTORS moved to LOOKOUT_WORKER__DETECTORS (worker.detectors)"),
+    ("", {"LOOKOUT_WORKER_STEP_SECONDS": "1"}, "LOOKOUT_WORKER_STEP_SECONDS moved to LOOKOUT_WORKER__STEP_SECONDS"),
+])
+def test_an_old_flat_worker_key_names_its_new_place(yaml: str, env: dict[str, str], message: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's keys were flat before issue 15; an old env name would otherwise be ignored."""
+    config = tmp_path / "lookout.yaml"
+    config.write_text(yaml or "{}\n")
+    monkeypatch.setenv("LOOKOUT_CONFIG", str(config))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings()
+
+
+def test_the_disk_lines_are_checked_inside_the_worker_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOKOUT_WORKER__RECORDING_STOP_FREE_PERCENT", "30")
+    with pytest.raises(ConfigError, match="worker.recording_stop_free_percent .*must not exceed segment_min_free"):
+        load_settings()

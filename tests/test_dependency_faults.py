@@ -29,8 +29,9 @@ from sqlalchemy import func, select
 
 from alerts.model import Alert, AlertEvent
 from api.services import Services, build_services
+from config.redis_names import EVENTS_STREAM
 from config.redis_server import connect
-from detectors.events import EVENTS_STREAM, Event
+from detectors.events import Event
 from detectors.rules import CameraRules, RuleEngine
 from ingest.camera_runner import CameraRunner, StreamSettings
 from ingest.detection import DetectionStage, load_stage
@@ -44,7 +45,7 @@ from tests.detection_worker import make_runner, run_worker
 from tests.media import make_clip
 from tests.private_pg import PrivatePostgres
 from tests.rtsp import RtspServer
-from tests.scenes import clip_of, fire_scene, needs_shared
+from tests.scenes import clip_of, fire_scene
 from tests.test_alert_engine_crash import DurableRedis
 from tests.test_event_outbox import fill
 from tests.test_segments import small_disk
@@ -162,7 +163,6 @@ def outage_and_recovery(site: Site, runner: CameraRunner, logs: StringIO, fire_c
     assert runner.outbox.pending == 0 and runner.outbox.dropped == 0
 
 
-@needs_shared
 def test_a_redis_outage_loses_no_event(model_files: dict[str, Path], fire_clip: Path, tmp_path: Path) -> None:
     (tmp_path / "redis").mkdir()
     store = DurableRedis(tmp_path / "redis")
@@ -191,7 +191,6 @@ def test_a_redis_outage_loses_no_event(model_files: dict[str, Path], fire_clip: 
             store.stop()
 
 
-@needs_shared
 def test_a_database_outage_loses_no_event_and_the_row_follows(model_files: dict[str, Path], fire_clip: Path,
                                                               tmp_path: Path) -> None:
     pg = PrivatePostgres()

@@ -28,7 +28,8 @@ import pytest
 import redis
 
 from config.disk_space import MB, DiskLimits
-from detectors.events import EVENTS_STREAM, SYSTEM_CAMERA_ID, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import SYSTEM_CAMERA_ID, Event
 from ingest.storage_guard import RECOVER_SECONDS, StorageGuard
 from tests.conftest import captured_logs, free_port, wait_for
 from tests.test_segments import _segment, make_noise_clip, small_disk
@@ -39,8 +40,8 @@ CAMERAS = 3
 #: the lines for this disk, set through the environment: recording stops under 20 % (19.2 MB),
 #: video is deleted to keep 40 % (38.4 MB) free
 LIMITS = DiskLimits(min_free_percent=40, stop_free_percent=20, stop_floor_bytes=4 * MB)
-LINES_ENV = {"LOOKOUT_SEGMENT_MIN_FREE_PERCENT": "40", "LOOKOUT_RECORDING_STOP_FREE_PERCENT": "20",
-             "LOOKOUT_RECORDING_STOP_FREE_MB": "4"}
+LINES_ENV = {"LOOKOUT_WORKER__SEGMENT_MIN_FREE_PERCENT": "40", "LOOKOUT_WORKER__RECORDING_STOP_FREE_PERCENT": "20",
+             "LOOKOUT_WORKER__RECORDING_STOP_FREE_MB": "4"}
 
 
 def _free(path: Path) -> int:
@@ -127,8 +128,9 @@ def test_recording_on_a_small_disk_never_fills_it_and_full_disk_is_reported(tmp_
     with small_disk(tmp_path / "disk", DISK_MB) as disk:
         data = disk / "data"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")} | LINES_ENV | {
-            "LOOKOUT_DATA_DIR": str(data), "LOOKOUT_LOG_LEVEL": "WARNING", "LOOKOUT_DETECTORS": "[]",
-            "LOOKOUT_ANALYSIS_WIDTH": "64", "LOOKOUT_ANALYSIS_HEIGHT": "48", "LOOKOUT_SEGMENT_SECONDS": "1",
+            "LOOKOUT_DATA_DIR": str(data), "LOOKOUT_LOG_LEVEL": "WARNING", "LOOKOUT_WORKER__DETECTORS": "[]",
+            "LOOKOUT_WORKER__ANALYSIS_WIDTH": "64", "LOOKOUT_WORKER__ANALYSIS_HEIGHT": "48",
+            "LOOKOUT_WORKER__SEGMENT_SECONDS": "1",
             "LOOKOUT_SECURITY__MEDIA_DIRS": json.dumps([str(media)])}
 
         def cli(*args: str) -> str:

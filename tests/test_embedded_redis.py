@@ -15,9 +15,9 @@ import redis
 import sqlalchemy
 
 from config.processes import Children
+from config.redis_names import EVENTS_STREAM, WORKERS_SET
 from config.redis_server import EmbeddedRedis, find_redis_server
-from detectors.events import EVENTS_STREAM, Event
-from ingest.assignment import WORKERS
+from detectors.events import Event
 from tests.alerting import SseListener
 from tests.conftest import captured_logs, children_of, free_port, wait_for
 from tests.lookout_cli import admin_token
@@ -29,14 +29,14 @@ def test_data_survives_a_restart_through_the_aof(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis")
     url = server.start()
     client = redis.Redis.from_url(url)
-    client.xadd("lookout:events", {"kind": "flame"})
+    client.xadd(EVENTS_STREAM, {"kind": "flame"})
     client.execute_command("CONFIG", "SET", "appendfsync", "always")
-    client.xadd("lookout:events", {"kind": "smoke"})
+    client.xadd(EVENTS_STREAM, {"kind": "smoke"})
     client.close()
     server.stop()
     again = EmbeddedRedis(tmp_path / "redis")
     client = redis.Redis.from_url(again.start())
-    assert [e[1][b"kind"] for e in client.xrange("lookout:events")] == [b"flame", b"smoke"]
+    assert [e[1][b"kind"] for e in client.xrange(EVENTS_STREAM)] == [b"flame", b"smoke"]
     client.close()
     again.stop()
     assert not (tmp_path / "redis" / "redis.sock").exists()
@@ -59,7 +59,7 @@ def test_a_killed_owner_takes_its_redis_along_and_the_data_stays(tmp_path: Path)
     wait_gone(server_pid)
     again = EmbeddedRedis(folder)
     client = redis.Redis.from_url(again.start())
-    assert [e[1][b"kind"] for e in client.xrange("lookout:events")] == [b"flame"]
+    assert [e[1][b"kind"] for e in client.xrange(EVENTS_STREAM)] == [b"flame"]
     client.close()
     again.stop()
 
@@ -109,7 +109,7 @@ def test_a_killed_server_is_started_again_with_its_data_and_clients_reconnect(tm
     again on the same socket with the same AOF; a client made before the kill just goes on."""
     server = EmbeddedRedis(tmp_path / "redis")
     client = redis.Redis.from_url(server.start())
-    client.xadd("lookout:events", {"kind": "flame"})
+    client.xadd(EVENTS_STREAM, {"kind": "flame"})
     children = Children(dict(os.environ), check_seconds=0.1)
     children.supervise(server)
     children.watching()
@@ -124,7 +124,7 @@ def test_a_killed_server_is_started_again_with_its_data_and_clients_reconnect(tm
 
             wait_for(lambda: bool(restarts()), 5)
         assert restarts() == [-signal.SIGKILL]
-        assert [e[1][b"kind"] for e in client.xrange("lookout:events")] == [b"flame"]
+        assert [e[1][b"kind"] for e in client.xrange(EVENTS_STREAM)] == [b"flame"]
     finally:
         client.close()
         children.stop()
@@ -138,7 +138,7 @@ def test_a_server_that_cannot_start_again_is_tried_less_and_less_often(tmp_path:
     server = EmbeddedRedis(tmp_path / "redis")
     client = redis.Redis.from_url(server.start())
     client.execute_command("CONFIG", "SET", "appendfsync", "always")
-    client.xadd("lookout:events", {"kind": "flame"})
+    client.xadd(EVENTS_STREAM, {"kind": "flame"})
     os.kill(int((tmp_path / "redis" / "redis.pid").read_text()), signal.SIGKILL)
     wait_for(lambda: server.exit_code() is not None, 10)
     [aof] = (tmp_path / "redis" / "appendonlydir").glob("*.incr.aof")
@@ -158,7 +158,7 @@ def test_a_server_that_cannot_start_again_is_tried_less_and_less_often(tmp_path:
             assert failures()[:4] == [0.05, 0.1, 0.2, 0.4]
             aof.write_bytes(intact)
             wait_for(lambda: _pings(client), 30)
-        assert [e[1][b"kind"] for e in client.xrange("lookout:events")] == [b"flame"]
+        assert [e[1][b"kind"] for e in client.xrange(EVENTS_STREAM)] == [b"flame"]
     finally:
         client.close()
         children.stop()
@@ -181,7 +181,7 @@ def test_serve_starts_its_killed_redis_again_and_no_event_is_lost(tmp_path: Path
     it are each in exactly one alert."""
     port, data = free_port(), tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")} | {
-        "LOOKOUT_DATA_DIR": str(data), "LOOKOUT_LOG_LEVEL": "WARNING", "LOOKOUT_WORKER_STEP_SECONDS": "0.5"}
+        "LOOKOUT_DATA_DIR": str(data), "LOOKOUT_LOG_LEVEL": "WARNING", "LOOKOUT_WORKER__STEP_SECONDS": "0.5"}
     token = admin_token(env)
     headers = {"Authorization": f"Bearer {token}"}
     log_file = tmp_path / "serve.log"
@@ -221,7 +221,7 @@ def test_serve_starts_its_killed_redis_again_and_no_event_is_lost(tmp_path: Path
         follower.stop.set()
         wait_for(lambda: _stored(data, sent) == set(sent), 30)
         # the worker beats again through its own client
-        wait_for(lambda: bool(producer.zrangebyscore(WORKERS, restarted_at, "+inf")), 15)
+        wait_for(lambda: bool(producer.zrangebyscore(WORKERS_SET, restarted_at, "+inf")), 15)
         still = children_of(process.pid)
         assert {pid for pid, command in children.items() if "api.cli" in command} <= set(still), \
             "a worker or the alert engine died with Redis"

@@ -18,7 +18,8 @@ import httpx
 import redis
 import yaml
 
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import Event
 from tests.alerting import SseListener
 from tests.conftest import SECRET, free_port, start_redis, wait_for
 

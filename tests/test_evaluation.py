@@ -13,7 +13,7 @@ import numpy as np
 
 from detectors.detections import Detections
 from detectors.evaluation import evaluate, image_maxima, sweep
-from tests.scenes import SHARED, needs_shared
+from tests.scenes import FIRE_SMOKE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,9 +40,8 @@ def test_a_set_without_negatives_has_no_false_alarm_rate_and_stays_valid_json() 
     assert json.loads(json.dumps(result, allow_nan=False)) == result
 
 
-@needs_shared
 def test_eval_fire_command_maps_classes_by_name(model_files: dict[str, Path], tmp_path: Path) -> None:
-    source = SHARED / "datasets" / "fire-smoke"
+    source = FIRE_SMOKE
     (tmp_path / "images").mkdir()
     (tmp_path / "labels").mkdir()
     labels = sorted((source / "labels").glob("*.txt"))[:6]

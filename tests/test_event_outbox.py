@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from config.redis_names import EVENTS_STREAM
 from config.redis_server import find_redis_server
-from detectors.events import EVENTS_STREAM, Event
+from detectors.events import Event
 from ingest.outbox import REOPEN_SECONDS, Outbox
 from tests.conftest import captured_logs, start_redis
 from tests.test_segments import small_disk

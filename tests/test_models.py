@@ -19,9 +19,8 @@ from ingest.model_runtime import onnx_runner
 from models.build import build, model_path, verified_model
 from models.manifest import load_manifest, manifests
 from tests.conftest import MODEL_CACHE
-from tests.scenes import needs_shared
+from tests.scenes import FIRE_SMOKE as DATASET
 
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fire-smoke"
 DATASET_CLASSES = {0: "fire", 1: "smoke"}  # this dataset's ids (the model numbers them the other way)
 
 
@@ -85,7 +84,6 @@ def labelled(kind: str, limit: int) -> list[Path]:
     return found[:limit]
 
 
-@needs_shared
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_the_fire_model_names_fire_and_smoke_by_class_name(model_files: dict[str, Path], precision: str) -> None:
     manifest = manifests()["fire_smoke"]
@@ -100,7 +98,6 @@ def test_the_fire_model_names_fire_and_smoke_by_class_name(model_files: dict[str
         assert hit.mean() >= 0.75, (kind, hit)
 
 
-@needs_shared
 def test_the_int8_model_scores_like_the_float_one(model_files: dict[str, Path]) -> None:
     """int8 is a speed-up, not another model: on real fire and smoke pictures its best score per
     class stays close to float32's (a broken calibration or a quantized output drifts by far more)."""

@@ -1,5 +1,5 @@
 """Zones, persistence, cooldown, armed hours and crowd levels, proven on real frames through the
-real models: fire scenes from ../shared/datasets/fire-smoke, clean footage from ../shared/media,
+real models: fire scenes and clean footage from tests/assets,
 people from ultralytics' own sample pictures (shipped inside its package)."""
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from ingest.model_runtime import onnx_runner
 from models.build import verified_model
 from models.manifest import manifests
 from tests.conftest import MODEL_CACHE
-from tests.scenes import SIZE, clean_samples, fire_scene, needs_shared
-
-pytestmark = needs_shared
+from tests.scenes import SIZE, clean_samples, fire_scene
 
 WHOLE = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import Event
 from tests.conftest import children_of, free_port, wait_for
 from tests.lookout_cli import admin_token
 

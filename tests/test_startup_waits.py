@@ -23,8 +23,9 @@ from typing import Any
 import httpx
 import redis
 
+from config.redis_names import EVENTS_STREAM
 from config.redis_server import find_redis_server
-from detectors.events import EVENTS_STREAM, Event
+from detectors.events import Event
 from tests.conftest import children_of, free_port, wait_for
 from tests.lookout_cli import admin_token
 from tests.private_pg import PrivatePostgres

@@ -14,8 +14,7 @@ from ingest.stream_reader import StreamReader
 from tests.conftest import free_port, wait_for
 from tests.media import make_clip
 from tests.rtsp import RtspServer
-
-SHARED_MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+from tests.scenes import ASSETS
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +139,8 @@ def test_file_sources_loop_like_a_camera(tmp_path: Path) -> None:
         stop(r)
 
 
-@pytest.mark.skipif(not SHARED_MEDIA.is_dir(), reason="shared/media is not beside the checkout")
 def test_real_footage_as_a_file_camera() -> None:
-    r = reader((SHARED_MEDIA / "car-detection.mp4").as_uri(), interval=0.5)
+    r = reader((ASSETS / "parking-lot.mp4").as_uri(), interval=0.5)
     try:
         wait_for(lambda: r.take_latest() is not None, 10)
         assert (r.stats.width, r.stats.height) == (768, 432)

@@ -11,7 +11,6 @@ import pytest
 
 from detectors.detections import Detections
 from detectors.verify import VerifyRules, evidence, person_cover, verified
-from tests.scenes import needs_shared
 
 KINDS = ("smoke", "flame")  # the fire model's classes, in its order
 
@@ -61,12 +60,11 @@ def test_each_kind_is_held_to_its_own_test() -> None:
     assert still.tolist() == [True, False, False, False]  # in a stream, smoke that did not move is background
 
 
-@needs_shared
 def test_on_real_frames_the_verifier_removes_false_smoke_and_keeps_real_fire(model_files: dict[str, Path]) -> None:
     from ingest.detection import load_stage
     from ingest.fire_eval import video_frames
     from tests.conftest import MODEL_CACHE
-    from tests.scenes import SHARED, fire_scene
+    from tests.scenes import ASSETS, fire_scene
 
     # float32: the int8 model happens to see the false smoke below on only 2 of these 17 frames,
     # and this test needs a false positive present in most of them
@@ -79,9 +77,10 @@ def test_on_real_frames_the_verifier_removes_false_smoke_and_keeps_real_fire(mod
         limit = np.array([thresholds[kind] for kind in kinds[found.class_id]], np.float32)
         return set(found.frame_index[found.confidence >= limit].tolist())
 
-    # the parking lot seen from above, as bench/quality.py scales it: at the end of the clip no
-    # car is in view, and the model calls the empty grey asphalt smoke under a whole-frame box
-    lot = np.stack([f for i, f in enumerate(video_frames(SHARED / "media" / "car-detection.mp4")) if i >= 360])
+    # the parking lot seen from above, as bench/quality.py scales it: at the end of the clip
+    # (its last 17 frames are parking-lot-empty.mp4) no car is in view, and the model calls the
+    # empty grey asphalt smoke under a whole-frame box
+    lot = np.stack(list(video_frames(ASSETS / "parking-lot-empty.mp4")))
     found = stage.fire.detector.detect(lot, stage.fire.run)
     assert len(alarming_frames(found)) >= 8, "the model alone should show the false smoke this test is about"
     confirmed, _ = stage.verify(lot, found, None, smoke_floor=0.0)

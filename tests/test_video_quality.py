@@ -1,9 +1,7 @@
-"""Video-quality diagnosis on real frames (../shared/media) and on frames made faulty on purpose,
+"""Video-quality diagnosis on real frames (the clips of tests/assets) and on frames made faulty on purpose,
 all cameras in one batch per tick, as the worker calls it."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import av
 import cv2
@@ -12,10 +10,7 @@ import pytest
 
 from detectors.frames import FrameBatch
 from detectors.video_quality import QualityMonitor
-from tests.scenes import needs_shared
-
-pytestmark = needs_shared
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+from tests.scenes import ASSETS as MEDIA
 
 
 def samples(name: str, every: int, count: int) -> np.ndarray:
@@ -32,7 +27,7 @@ def samples(name: str, every: int, count: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def clips() -> dict[str, np.ndarray]:
-    return {"street": samples("car-detection.mp4", 19, 12), "hall": samples("one-by-one-person-detection.mp4", 20, 12)}
+    return {"street": samples("parking-lot.mp4", 19, 12), "hall": samples("hall.mp4", 20, 12)}
 
 
 def with_clock(frame: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from config.processes import die_with_parent
-from ingest.assignment import LEASE, WORKERS, rendezvous
+from config.redis_names import LEASE_PREFIX, WORKERS_SET
+from ingest.assignment import rendezvous
 from ingest.stream_figures import read_figures
 from registry.units import create_unit
 from tests.conftest import SECRET, free_port, wait_for
@@ -41,15 +42,16 @@ def test_rendezvous_is_balanced_and_moves_only_the_dead_workers_cameras() -> Non
 
 
 def holders(client: redis.Redis, ids: list[int]) -> list[str | None]:
-    return [v.decode() if v else None for v in client.mget([f"{LEASE}{i}" for i in ids])]
+    return [v.decode() if v else None for v in client.mget([f"{LEASE_PREFIX}{i}" for i in ids])]
 
 
 def start_worker(services: Services, redis_url: str, tmp_path: Path, n: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "LOOKOUT_DATABASE_URL": services.settings.resolved_database_url, "LOOKOUT_REDIS_URL": redis_url,
-           "LOOKOUT_SECRET_KEY": SECRET, "LOOKOUT_DATA_DIR": str(tmp_path), "LOOKOUT_WORKER_TTL_SECONDS": "6",
-           "LOOKOUT_WORKER_STEP_SECONDS": "1", "LOOKOUT_STREAM_FIGURES_SECONDS": "0.5",
-           "LOOKOUT_ANALYSIS_INTERVAL_SECONDS": "0.5", "LOOKOUT_ANALYSIS_WIDTH": "160", "LOOKOUT_ANALYSIS_HEIGHT": "120",
-           "LOOKOUT_STREAM_READ_TIMEOUT_SECONDS": "3", "LOOKOUT_DETECTORS": "[]"}  # assignment only: no models
+           "LOOKOUT_SECRET_KEY": SECRET, "LOOKOUT_DATA_DIR": str(tmp_path), "LOOKOUT_WORKER__TTL_SECONDS": "6",
+           "LOOKOUT_WORKER__STEP_SECONDS": "1", "LOOKOUT_WORKER__STREAM_FIGURES_SECONDS": "0.5",
+           "LOOKOUT_WORKER__ANALYSIS_INTERVAL_SECONDS": "0.5", "LOOKOUT_WORKER__ANALYSIS_WIDTH": "160",
+           "LOOKOUT_WORKER__ANALYSIS_HEIGHT": "120", "LOOKOUT_WORKER__STREAM_READ_TIMEOUT_SECONDS": "3",
+           "LOOKOUT_WORKER__DETECTORS": "[]"}  # assignment only: no models
     log = (tmp_path / f"worker{n}.log").open("wb")  # structured logs, kept for a failing run
     return subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
@@ -119,4 +121,4 @@ def test_killed_worker_cameras_stream_again_within_15s_and_api_changes_reach_wor
                 worker.wait(15)
         server.kill()
     assert holders(r, ids[1:]) == [None] * (len(ids) - 1)  # a clean stop gives every lease back
-    assert r.zcard(WORKERS) == 1  # only the killed worker's stale heartbeat is left
+    assert r.zcard(WORKERS_SET) == 1  # only the killed worker's stale heartbeat is left

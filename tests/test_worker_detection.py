@@ -11,16 +11,15 @@ import numpy as np
 import redis
 
 from api.services import Services
-from detectors.events import EVENTS_STREAM, Event
+from config.redis_names import EVENTS_STREAM
+from detectors.events import Event
 from detectors.rules import CameraRules, RuleEngine
 from ingest.detection import heartbeat_phase, load_stage
 from registry.camera_spec import CameraSpec
 from registry.units import create_unit
 from tests.conftest import MODEL_CACHE, wait_for
 from tests.detection_worker import detection_worker
-from tests.scenes import SHARED, clip_of, fire_scene, needs_shared
-
-pytestmark = needs_shared
+from tests.scenes import ASSETS, clip_of, fire_scene
 
 
 def test_fire_scene_raises_one_flame_event_with_a_snapshot_and_clean_footage_none(
@@ -34,7 +33,7 @@ def test_fire_scene_raises_one_flame_event_with_a_snapshot_and_clean_footage_non
     with sqlite_services.sessions() as session:
         county = create_unit(session, name="县", code="330199000000", parent_id=None, scope=None)
         ids = {}
-        for name, url in (("fire", fire.as_uri()), ("hall", (SHARED / "media/one-by-one-person-detection.mp4").as_uri())):
+        for name, url in (("fire", fire.as_uri()), ("hall", (ASSETS / "hall.mp4").as_uri())):
             spec = CameraSpec(name=name, network="xueliang", unit_id=county.id, main_stream_url=url)
             ids[name] = sqlite_services.registry.create(session, spec, county.path, "test").id
         session.commit()

@@ -13,9 +13,10 @@ import redis
 from sqlalchemy import select, update
 
 from api.services import Services
+from config.redis_names import EVENTS_STREAM
 from config.redis_server import find_redis_server
 from detectors.camera_health import HealthRules
-from detectors.events import EVENTS_STREAM, Event
+from detectors.events import Event
 from ingest.camera_runner import CameraRunner, StreamSettings
 from ingest.worker import IngestWorker
 from registry.camera_spec import CameraSpec

@@ -20,8 +20,7 @@ from api.schemas.alerts import ActionBody, AlertDetail, AlertEventOut, AlertOut,
 from config.alerting import SEVERITIES, Severity
 from config.errors import Conflict, InvalidInput, NotFound
 from config.private_files import open_private, private_dir
-from registry.camera_store import decode_cursor, encode_cursor
-from registry.fields import DbId, MultilineText
+from registry.fields import DbId, MultilineText, decode_cursor, encode_cursor
 from registry.users import ALERT_HANDLERS, Principal
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])

@@ -11,8 +11,7 @@ from sqlalchemy import or_, select
 from api.deps import Moment, SessionDep, require
 from api.schemas.audit import AuditPage
 from registry.audit import AuditEntry
-from registry.camera_store import decode_cursor, encode_cursor
-from registry.fields import DbId, Text
+from registry.fields import DbId, Text, decode_cursor, encode_cursor
 from registry.units import subtree_ids
 from registry.users import USER_ADMINS, Principal
 

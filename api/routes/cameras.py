@@ -23,11 +23,11 @@ from api.schemas.cameras import (
 from config.errors import Conflict
 from ingest.stream_figures import read_figures
 from registry import camera_imports
-from registry.camera_store import CameraFilter, decode_cursor, encode_cursor, parse_bbox
+from registry.camera_store import CameraFilter, parse_bbox
 from registry.cameras import CameraStatus
 from registry.csv_file import template
 from registry.csv_import import CameraImporter
-from registry.fields import DbId, Tag, Text
+from registry.fields import DbId, Tag, Text, decode_cursor, encode_cursor
 from registry.rules_spec import RulesSpec, stored_spec
 from registry.users import CAMERA_WRITERS, Principal
 

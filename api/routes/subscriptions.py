@@ -26,7 +26,7 @@ from config.alerting import SEVERITIES
 from config.database import utcnow
 from config.errors import InvalidInput, NotFound
 from registry import audit
-from registry.rules_spec import clock, minutes
+from registry.fields import clock, minutes
 from registry.units import get_unit, subtree_ids
 from registry.users import Principal, Role, User
 

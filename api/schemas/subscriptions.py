@@ -14,8 +14,7 @@ from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, 
 
 from alerts.subscriptions import Channel
 from config.alerting import Severity
-from registry.fields import DbId, Name, has_control_characters
-from registry.rules_spec import ArmedWindow
+from registry.fields import ArmedWindow, DbId, Name, has_control_characters
 
 
 def _no_control(value: object) -> object:

@@ -1,19 +1,17 @@
-"""Alembic environment: the engine comes from `registry.migrate`, the tables from our modules."""
+"""Alembic environment: the engine comes from `registry.migrate`, the schema from the scripts.
+
+The scripts in `versions/` create every table themselves (the alert engine's too), so an
+upgrade needs no table class: this file imports none, and migrating from a worker no longer
+loads the alert engine's modules. `target_metadata` is whatever the running process has
+registered on `Base`; only a comparison of the models with the schema reads it, and that
+caller imports the tables it compares (tests/test_migrations.py imports them all).
+"""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import text
 
-import alerts.counters  # noqa: F401 - registers counters
-import alerts.delivery  # noqa: F401 - registers deliveries
-import alerts.model  # noqa: F401 - registers alerts, alert_events, alert_changes
-import alerts.subscriptions  # noqa: F401 - registers subscriptions
-import registry.audit  # noqa: F401 - registers audit_log
-import registry.camera_imports  # noqa: F401 - registers camera_imports, camera_import_rows
-import registry.cameras  # noqa: F401 - registers cameras, camera_tags
-import registry.units  # noqa: F401 - registers units
-import registry.users  # noqa: F401 - registers users, api_tokens
 from config.database import Base
 
 MIGRATION_LOCK = 0x4C4F4F4B  # "LOOK": one migrating process at a time on PostgreSQL

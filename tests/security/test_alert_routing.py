@@ -15,15 +15,15 @@ import time
 
 import httpx
 
-from alerts.engine import REJECTED_STREAM
 from api.services import Services
+from config.redis_names import REJECTED_EVENTS_STREAM
 from tests.alerting import FAR, SseListener, add_camera, drain, fast_retries, inject, live, one_fire, stored_events
 from tests.conftest import Tree, wait_for
 
 
 def _rejected(services: Services) -> list[str]:
     assert services.redis is not None
-    return [data["reason"] for _, data in services.redis.xrange(REJECTED_STREAM)]
+    return [data["reason"] for _, data in services.redis.xrange(REJECTED_EVENTS_STREAM)]
 
 
 def _of(listener: SseListener, alert_id: int) -> list[str]:
@@ -58,7 +58,7 @@ def test_moved_camera_keeps_its_open_alert_with_the_village_that_owns_it(  # typ
         assert moved.status_code == 200, moved.text
         inject(services, gate, "smoke", 0.9)  # graver: "major" by the min_score rule
         inject(services, gate, "smoke", 0.6)
-        wait_for(lambda: stored_events(services) + services.redis.xlen(REJECTED_STREAM) >= 3, 15)  # all taken
+        wait_for(lambda: stored_events(services) + services.redis.xlen(REJECTED_EVENTS_STREAM) >= 3, 15)  # all taken
         assert _rejected(services) == []
         inject(services, b_own, "flame")  # B1's own: when it has reached B1, the above would have too
         wait_for(lambda: b_feed.changes, 10)
@@ -113,7 +113,7 @@ def test_escalation_of_an_alert_goes_up_its_owners_chain_after_the_camera_moved(
         assert http.patch(f"/api/v1/cameras/{gate}", json={"unit_id": tree.village_b1.id},
                           headers=technician).status_code == 200
         inject(services, gate, "smoke", 0.95)
-        wait_for(lambda: stored_events(services) + services.redis.xlen(REJECTED_STREAM) >= 2, 10)
+        wait_for(lambda: stored_events(services) + services.redis.xlen(REJECTED_EVENTS_STREAM) >= 2, 10)
         assert _rejected(services) == []
         assert http.get(f"/api/v1/alerts/{alert['id']}", headers=a_op).json()["severity"] == "major"
         up = http.post(f"/api/v1/alerts/{alert['id']}/escalate", json={"reason": "need the town"}, headers=a_op)

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, text, update
 
 from api.services import Services
+from config.redis_names import REGISTRY_STREAM
 from ingest.stream_reader import StreamReader
 from registry.audit import AuditEntry
 from registry.camera_spec import CameraSpec
@@ -371,7 +372,7 @@ def test_query_string_passwords_appear_nowhere(client: TestClient, services: Ser
         for url in ("/api/v1/cameras", f"/api/v1/cameras/{cam['id']}", "/api/v1/audit"):
             bodies.append(client.get(url, headers=login("admin", tree.county)).text)
         assert services.redis is not None
-        bodies.append(json.dumps([fields for _, fields in services.redis.xrange("lookout:registry")], default=str))
+        bodies.append(json.dumps([fields for _, fields in services.redis.xrange(REGISTRY_STREAM)], default=str))
     logs = stream.getvalue()
     for body in bodies + [logs]:
         assert SECRET_PASSWORD not in body and SECRET_USER not in body

@@ -36,9 +36,9 @@ from sqlalchemy import text
 
 from api.cli import main
 from api.services import Services
+from config.redis_names import EVENTS_STREAM
 from registry import audit
 from tests.conftest import MODEL_CACHE, SECRET, Tree, camera_body, free_port, wait_for
-from tests.scenes import needs_shared
 
 ROOT = Path(__file__).parents[2]
 
@@ -65,7 +65,7 @@ def _exposed(root: Path) -> list[str]:
 def _env(data_dir: Path, media: Path) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")} | {
         "LOOKOUT_DATA_DIR": str(data_dir), "LOOKOUT_LOG_LEVEL": "INFO",
-        "LOOKOUT_SEGMENT_SECONDS": "1", "LOOKOUT_ANALYSIS_INTERVAL_SECONDS": "0.5",
+        "LOOKOUT_WORKER__SEGMENT_SECONDS": "1", "LOOKOUT_WORKER__ANALYSIS_INTERVAL_SECONDS": "0.5",
         "LOOKOUT_SECURITY__MEDIA_DIRS": json.dumps([str(media)]),
         "LOOKOUT_SECURITY__AUDIT_CHECKPOINT_SECONDS": "1",
     }
@@ -94,7 +94,6 @@ def _fire_clip(path: Path) -> Path:
     return clip_of(fire_scene(stage.fire.detector, stage.fire.run), path, seconds=4.0)
 
 
-@needs_shared
 def test_a_local_user_can_read_nothing_a_fresh_serve_writes(tmp_path: Path, model_files: dict[str, Path]) -> None:
     """A real `lookout serve` (embedded Redis, SQLite, a worker, the alert engine) films a fire
     from a `file:` clip: segments, a snapshot, an alert, audit rows and checkpoints are written.
@@ -199,7 +198,7 @@ def test_the_writers_make_private_files_even_under_a_loose_umask(tmp_path: Path)
         server = EmbeddedRedis(root / "redis")
         client = __import__("redis").Redis.from_url(server.start())
         client.execute_command("CONFIG", "SET", "appendfsync", "always")
-        client.xadd("lookout:events", {"kind": "flame"})
+        client.xadd(EVENTS_STREAM, {"kind": "flame"})
         client.close()
         writer = SegmentWriter(7, root / "segments", segment_seconds=1.0)
         with av.open(str(make_clip(tmp_path / "clip.mp4", seconds=4.0))) as source:
