@@ -25,24 +25,19 @@ def run_alert_engine(settings: Settings) -> int:
     from alerts.delivery import Deliverer
     from alerts.engine import AlertEngine
     from alerts.policy import AlertPolicy
-    from config.database import make_engine, make_session_factory
-    from config.dependencies import stop_on_signals, wait_for_dependencies
+    from config.database import make_session_factory
+    from config.dependencies import stop_on_signals
     from config.processes import on_stop_signals
-    from config.redis_server import connect, deployment_url
     from registry.audit_checkpoints import Checkpointer
+    from registry.connections import connect_when_ready
     from registry.credentials import CredentialCipher, secret_key
 
     stopping = stop_on_signals()
-    url = deployment_url(settings.redis_url, settings.data_dir, "lookout alert-engine")
-    from registry.migrate import upgrade  # alembic logs as it loads: not for a start refused above
-
-    engine = make_engine(settings.resolved_database_url)
-    if not wait_for_dependencies(engine, url, stopping, settings.dependency_retry_seconds, command="alert-engine",
-                                 migrate=upgrade):
-        engine.dispose()
+    ready = connect_when_ready(settings, "alert-engine", stopping)
+    if ready is None:
         return 0
+    engine, client = ready
     sessions = make_session_factory(engine)
-    client = connect(url)
     policy = AlertPolicy(settings.alerts)
     alerts = AlertEngine(sessions, client, policy)
     try:

@@ -1,7 +1,8 @@
 """`lookout serve --demo`: one county with 2 townships, 4 villages and cameras on every network.
 
-Demo cameras read the real clips of `shared/media/` when they sit beside the checkout
-(as `file:` sources that loop), so the demo shows real footage without any camera.
+Demo cameras read real clips as `file:` sources that loop, so the demo shows real footage
+without any camera: those of `shared/media/` when they sit beside the checkout, else the short
+cuts of them the repository carries for its tests (`tests/assets/`, CC BY 4.0).
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ TOWNSHIPS = {
     ("河口镇", "330199002000"): [("河口村", "330199002001"), ("桥头村", "330199002002")],
 }
 BASE = (30.27, 120.15)
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = next((folder for folder in (ROOT.parent / "shared" / "media", ROOT / "tests" / "assets")
+              if any(folder.glob("*.mp4"))), None)
 
 
 def media_dirs() -> list[Path]:
-    """The folder of the demo's clips, when it is there: `lookout serve --demo` adds it to the
+    """The folder of the demo's clips, when there is one: `lookout serve --demo` adds it to the
     media folders its workers may read `file:` streams from."""
-    return [MEDIA] if MEDIA.is_dir() else []
+    return [MEDIA] if MEDIA is not None else []
 
 
 def _stream(index: int) -> str:
-    clips = sorted(MEDIA.glob("*.mp4")) if MEDIA.is_dir() else []
+    clips = sorted(MEDIA.glob("*.mp4")) if MEDIA is not None else []
     if clips:
         return clips[index % len(clips)].as_uri()
     return f"rtsp://127.0.0.1:8554/demo/{index}"

@@ -16,25 +16,20 @@ def run_worker(settings: Settings) -> int:
     from config.processes import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any reader thread starts
-    from config.database import make_engine, make_session_factory
-    from config.dependencies import stop_on_signals, wait_for_dependencies
-    from config.redis_server import connect, deployment_url
+    from config.database import make_session_factory
+    from config.dependencies import stop_on_signals
     from ingest.camera_runner import CameraRunner, StreamSettings
     from ingest.detection import load_stage
     from ingest.worker import IngestWorker, new_worker_id
+    from registry.connections import connect_when_ready
     from registry.credentials import CredentialCipher, secret_key
 
     stop = stop_on_signals()
-    url = deployment_url(settings.redis_url, settings.data_dir, "lookout worker")
-    from registry.migrate import upgrade  # alembic logs as it loads: not for a start refused above
-
-    engine = make_engine(settings.resolved_database_url)
-    if not wait_for_dependencies(engine, url, stop, settings.dependency_retry_seconds, command="worker",
-                                 migrate=upgrade):
-        engine.dispose()
+    ready = connect_when_ready(settings, "worker", stop)
+    if ready is None:
         return 0
+    engine, client = ready
     sessions = make_session_factory(engine)
-    client = connect(url)
     worker_id = new_worker_id()
     section = settings.worker
     detection = load_stage(settings.model_cache_dir, section.detectors, section.snapshot_folder(settings.data_dir),

@@ -19,7 +19,6 @@ from tests.conftest import children_of, free_port, wait_for
 from tests.lookout_cli import admin_token
 
 ROOT = Path(__file__).parents[1]
-SHARED_MEDIA = ROOT.parent / "shared" / "media"
 
 
 def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path, model_files: dict[str, Path]) -> None:
@@ -53,16 +52,16 @@ def test_serve_demo_answers_healthz_with_nothing_set_up(tmp_path: Path, model_fi
         cams = httpx.get(f"http://127.0.0.1:{port}/api/v1/cameras", params={"limit": 500}, headers=headers).json()
         assert {c["network"] for c in cams["items"]} >= {"tianwang", "xueliang", "huiyan", "emergency_broadcast",
                                                           "traffic", "urban_management", "department", "other"}
-        if SHARED_MEDIA.is_dir():  # the demo cameras play the shared clips: the workers stream them
-            def online() -> int:
-                listed = httpx.get(f"http://127.0.0.1:{port}/api/v1/cameras", params={"status": "online", "limit": 500},
-                                   headers=headers).json()
-                return len(listed["items"])
+        # the demo cameras play real clips (../shared/media, else tests/assets): the workers stream them
+        def online() -> int:
+            listed = httpx.get(f"http://127.0.0.1:{port}/api/v1/cameras", params={"status": "online", "limit": 500},
+                               headers=headers).json()
+            return len(listed["items"])
 
-            deadline = time.monotonic() + 60
-            while online() == 0:
-                assert time.monotonic() < deadline, "no demo camera came online"
-                time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while online() == 0:
+            assert time.monotonic() < deadline, "no demo camera came online"
+            time.sleep(0.5)
         assert (tmp_path / "data" / "lookout.db").exists()
         assert (tmp_path / "data" / "redis" / "redis.sock").exists()
     finally:
