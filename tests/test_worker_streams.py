@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -37,6 +38,10 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
     clip = make_clip(tmp_path / "a.h264")
     server = RtspServer(free_port(), {"h264": clip}).start()
     guarded = RtspServer(free_port(), {"h264": clip}, auth=f"admin:{PASSWORD}").start()
+    # a port held bound and never listening: connections to it are refused, and no server started
+    # later can take it (a port from free_port() could be handed to one of them meanwhile)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
     mp4 = make_clip(tmp_path / "b.mp4", seconds=2.0)
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video\n" * 100)
@@ -44,7 +49,7 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
     urls = {
         "rtsp": (server.url("h264"), None),
         "file": ("rtsp://127.0.0.1:1/main-unused", mp4.as_uri()),  # the sub stream is the one read
-        "unreachable": (f"rtsp://127.0.0.1:{free_port()}/x", None),
+        "unreachable": (f"rtsp://127.0.0.1:{closed.getsockname()[1]}/x", None),
         "not_video": (not_video.as_uri(), None),
         "no_such_mount": (f"rtsp://127.0.0.1:{server.port}/nope", None),
         "auth_ok": (guarded.url("h264"), None),
@@ -130,6 +135,7 @@ def test_statuses_errors_and_events_from_real_streams(sqlite_services: Services,
         runner.stop()
         server.kill()
         guarded.kill()
+        closed.close()
     assert not thread.is_alive() and not runner.readers
 
 
