@@ -166,6 +166,59 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_video(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from detectors.rules import CameraRules
+    from ingest.video_eval import (
+        Playing,
+        clips_in_folder,
+        load_eval_stage,
+        persistence_of,
+        read_manifest,
+        run,
+        stage_rules,
+        text_report,
+    )
+    from ingest.video_sweep import Grid
+
+    if args.manifest is not None:
+        clips = read_manifest(args.manifest, args.dir, args.split)
+    elif args.dir is not None:
+        if args.split is not None:
+            raise LookoutError("--split needs --manifest", field="split")
+        clips = clips_in_folder(args.dir)
+    else:
+        raise LookoutError("give DIR (with positives/ and negatives/) or --manifest CSV", field="dir")
+    for name in ("span", "negative_span", "interval"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < 1e7:
+            raise LookoutError(f"--{name.replace('_', '-')} must be positive seconds", field=name)
+    if not (0 < args.flame_threshold <= 1 and 0 < args.smoke_threshold <= 1):
+        raise LookoutError("thresholds are scores in (0, 1]", field="threshold")
+    worker = settings.worker
+    defaults = CameraRules()
+    rules = CameraRules(thresholds={**defaults.thresholds, "flame": args.flame_threshold,
+                                    "smoke": args.smoke_threshold}, persistence=persistence_of(args.persistence))
+    grid = None
+    if args.sweep:
+        try:
+            grid = Grid(tuple(float(v) for v in args.sweep_flame.split(",")),
+                        tuple(float(v) for v in args.sweep_smoke.split(",")),
+                        tuple(persistence_of(v) for v in args.sweep_persistence.split(",")))
+        except ValueError as exc:
+            raise LookoutError(f"sweep grid: {exc}", field="sweep") from None
+    playing = Playing(interval=args.interval or worker.analysis_interval_seconds,
+                      size=(worker.analysis_width, worker.analysis_height), span=args.span,
+                      negative_span=args.negative_span)
+    stage = load_eval_stage(settings.model_cache_dir, list(worker.detectors), stage_rules(rules, grid),
+                            threads=args.threads or os.cpu_count() or 1,
+                            precision=args.precision or worker.model_precision)
+    report = run(clips, stage, playing, rules, grid)
+    print(json.dumps(report) if args.json else text_report(report))
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     from registry.audit import verify_chain
     from registry.audit_checkpoints import CheckpointFile
@@ -289,6 +342,29 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--no-verify", action="store_true", help="score the fire model's boxes without the verifier")
     fire.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
     fire.set_defaults(run=cmd_eval_fire)
+    video = evaluate.add_parser("video", help="event level: clips played as cameras through the worker's own chain "
+                                "on a simulated clock (recall, time to alarm, false events per camera-hour)")
+    video.add_argument("dir", type=Path, nargs="?",
+                       help="a folder with positives/ and negatives/ of video files; with --manifest, where its "
+                       "files are (default: the manifest's folder)")
+    video.add_argument("--manifest", type=Path, help="a CSV with the columns file,class[,fire_visible_s][,split] "
+                       "(class positive or negative; fire_visible_s: when the fire becomes visible, default 0)")
+    video.add_argument("--split", help="only the manifest's rows of this split")
+    video.add_argument("--span", type=float, help="camera-seconds each clip plays, looped from a new place each "
+                       "pass when shorter (default: positives once through, negatives --negative-span)")
+    video.add_argument("--negative-span", type=float, default=600.0, help="camera-seconds of each negative (default 600)")
+    video.add_argument("--interval", type=float, help="seconds between samples (default: the worker's setting)")
+    video.add_argument("--flame-threshold", type=float, default=defaults.thresholds["flame"])
+    video.add_argument("--smoke-threshold", type=float, default=defaults.thresholds["smoke"])
+    video.add_argument("--persistence", default="{}/{}".format(*defaults.persistence), help="K/N: K of the last N samples")
+    video.add_argument("--sweep", action="store_true", help="also the frontier over the grid below")
+    video.add_argument("--sweep-flame", default="0.15,0.2,0.25,0.3,0.4,0.5", help="flame thresholds of the sweep")
+    video.add_argument("--sweep-smoke", default="0.3,0.4,0.5,0.6,0.7,0.8", help="smoke thresholds of the sweep")
+    video.add_argument("--sweep-persistence", default="1/1,2/3,2/5,3/5,4/6,5/8", help="K/N pairs of the sweep")
+    video.add_argument("--json", action="store_true", help="print one JSON object")
+    video.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
+    video.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    video.set_defaults(run=cmd_eval_video)
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
     audit.add_parser("verify", help="recompute the hash chain and check it against the signed checkpoints; "
                      "exit 1 naming the first edited or deleted row, or the checkpoint that fails"

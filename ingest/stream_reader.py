@@ -28,6 +28,12 @@
   process-wide and does not say which camera's decoder wrote them.
 - A picture of another size (the camera was reconfigured) becomes the reported size; the
   analysed frame is scaled to the configured size all the same.
+- Every time the per-packet path reads (arrival, due, damage window, the analysed frame's
+  stamp, silence) comes from `clock`: the real clock in the worker; a simulated one in
+  `lookout eval video` (`ingest.video_eval`), which feeds a reader that is never started as a
+  thread the packets of a clip (`prepare`, `feed`, `rewound`) on a clock that follows their
+  timestamps, so that an hour of video plays through the worker's own code in minutes. The
+  thread's own pacing and reconnect backoff stay on the real clock: a started reader is live.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import av
@@ -51,6 +58,15 @@ from ingest.stream_stats import StreamStats
 from registry.fields import file_url_path
 
 log = logging.getLogger("lookout.stream")
+
+
+class Clock(Protocol):
+    """Where a reader reads the time: `monotonic()` for its own timing, `time()` (Unix
+    seconds) for the stamp of an analysed frame. The `time` module is one."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
 
 
 class StreamEnded(Exception):
@@ -127,6 +143,7 @@ class StreamReader(threading.Thread):
         public_url: str | None = None,
         media_dirs: Iterable[Path] | None = None,
         damage_window: float = DAMAGE_WINDOW,
+        clock: Clock = time,
     ) -> None:
         super().__init__(name=f"reader-{camera_id}", daemon=True)
         self.camera_id = camera_id
@@ -143,6 +160,7 @@ class StreamReader(threading.Thread):
         self.media = None if media_dirs is None else MediaFolders(media_dirs)
         self.stats = StreamStats()
         self.damage_window = damage_window
+        self.clock = clock
         self._damage: deque[float] = deque(maxlen=DAMAGE_MEMORY)  # when each recent damaged frame came
         self._damage_note: str | None = None  # the last_error this reader wrote about them
         self._settled = False  # a clean picture has come since the decoder (re)started
@@ -159,7 +177,7 @@ class StreamReader(threading.Thread):
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._next_due = 0.0
-        self._started_at = time.monotonic()
+        self._started_at = clock.monotonic()
 
     # -- for the worker ---------------------------------------------------------------------
     def take_latest(self) -> tuple[float, np.ndarray] | None:
@@ -172,11 +190,44 @@ class StreamReader(threading.Thread):
         """Seconds since the last packet (since the start, before the first one). This, not
         the connection state, decides offline: a frozen server keeps its TCP socket open, and
         FFmpeg only gives up on it after about twice its socket timeout."""
-        now = time.monotonic() if now is None else now
+        now = self.clock.monotonic() if now is None else now
         return now - (self.stats.last_packet_at or self._started_at)
 
     def stop(self) -> None:
         self._halt.set()
+
+    # -- one packet at a time: the thread below, or a caller driving the reader itself ------
+    def prepare(self, codec: av.codec.context.CodecContext) -> None:
+        """Set up a freshly opened stream's decoder the way every session does (one thread,
+        damaged HEVC pictures flagged, not dropped), and start decoding afresh; UnsupportedStream
+        for a codec Lookout does not handle."""
+        if codec.name not in SUPPORTED_CODECS:
+            raise UnsupportedStream(f"unsupported video codec {codec.name}: set the camera's encoder to "
+                                    "H.264 or H.265")
+        # One decoding thread per camera: frame threading would hold each frame back until
+        # later packets arrive (and keyframe-only decoding feeds one packet at a time);
+        # parallelism comes from the many cameras of a worker instead.
+        codec.thread_count = 1
+        # HEVC drops a picture with lost references unless asked for it; asked, it flags it.
+        # H.264's concealed pictures were always analysed; HEVC's were not, and stay so.
+        self._show_damaged = codec.name != "hevc"
+        if not self._show_damaged:
+            codec.flags |= av.codec.context.Flags.output_corrupt
+        self._settled, self._pending, self._skipped_pts = False, [], None
+        self.stats.codec, self.stats.width, self.stats.height = codec.name, codec.width, codec.height
+
+    def rewound(self, codec: av.codec.context.CodecContext) -> None:
+        """The container was seeked (a clip looping): what the decoder and the reader held
+        belongs to the old position."""
+        codec.flush_buffers()
+        self._settled, self._pending, self._skipped_pts = False, [], None
+
+    def feed(self, packet: av.Packet, pts: float, codec: av.codec.context.CodecContext) -> None:
+        """One demuxed packet (`pts` in seconds): decoded if due (then `take_latest` has it),
+        then handed to `on_packet`."""
+        self._on_packet(packet, pts, codec)
+        if self.on_packet is not None:  # after decoding: the muxer may rewrite the packet
+            self.on_packet(self.camera_id, packet)
 
     # -- the thread -------------------------------------------------------------------------
     def run(self) -> None:
@@ -212,20 +263,7 @@ class StreamReader(threading.Thread):
                 raise StreamEnded("no video stream")
             stream = container.streams.video[0]
             codec = stream.codec_context
-            if codec.name not in SUPPORTED_CODECS:
-                raise UnsupportedStream(f"unsupported video codec {codec.name}: set the camera's encoder to "
-                                        "H.264 or H.265")
-            # One decoding thread per camera: frame threading would hold each frame back until
-            # later packets arrive (and keyframe-only decoding feeds one packet at a time);
-            # parallelism comes from the many cameras of a worker instead.
-            codec.thread_count = 1
-            # HEVC drops a picture with lost references unless asked for it; asked, it flags it.
-            # H.264's concealed pictures were always analysed; HEVC's were not, and stay so.
-            self._show_damaged = codec.name != "hevc"
-            if not self._show_damaged:
-                codec.flags |= av.codec.context.Flags.output_corrupt
-            self._settled, self._pending = False, []
-            self.stats.codec, self.stats.width, self.stats.height = codec.name, codec.width, codec.height
+            self.prepare(codec)
             self.stats.connected = True
             self.stats.last_error = None
             log.info("stream_connected", extra={"camera_id": self.camera_id, "codec": codec.name,
@@ -239,27 +277,24 @@ class StreamReader(threading.Thread):
                         return
                     if packet.size == 0:  # the end: a flush packet, no exception
                         break
-                    pts = (packet.pts if packet.pts is not None else packet.dts or 0) * time_base
+                    pts = packet_seconds(packet, time_base)
                     if is_file:  # play a clip at its own rate, like a camera
                         if pace_start is None or first_pts is None:
                             pace_start, first_pts = time.monotonic(), pts
                         ahead = (pts - first_pts) - (time.monotonic() - pace_start)
                         if ahead > 0 and self._halt.wait(min(ahead, 1.0)):
                             return
-                    self._on_packet(packet, pts, codec)
-                    if self.on_packet is not None:  # after decoding: the muxer may rewrite the packet
-                        self.on_packet(self.camera_id, packet)
+                    self.feed(packet, pts, codec)
                 else:
                     return
                 if not is_file:
                     raise StreamEnded("stream ended")
                 container.seek(0)
-                codec.flush_buffers()
-                self._settled, self._pending = False, []
+                self.rewound(codec)
                 pace_start = first_pts = None
 
     def _on_packet(self, packet: av.Packet, pts: float, codec: av.codec.context.CodecContext) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         stats = self.stats
         stats.packets += 1
         stats.bytes += packet.size
@@ -339,7 +374,7 @@ class StreamReader(threading.Thread):
         # early must still count, or every other one would be skipped
         self._next_due = now + 0.9 * self.interval
         with self._lock:
-            self._latest = (time.time(), image)
+            self._latest = (self.clock.time(), image)
 
     def _damaged(self, now: float, count: int, reason: str) -> None:
         """Count `count` damaged frames; the first after a clean spell is logged (once, not per
@@ -378,6 +413,11 @@ class StreamReader(threading.Thread):
             log.info("stream_resolution_changed", extra={"camera_id": self.camera_id, "old_width": stats.width,
                                                          "old_height": stats.height, "width": width, "height": height})
         stats.width, stats.height = width, height
+
+
+def packet_seconds(packet: av.Packet, time_base: float) -> float:
+    """A packet's presentation time in seconds (its decoding time when it has none)."""
+    return (packet.pts if packet.pts is not None else packet.dts or 0) * time_base
 
 
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s'\"]*@")
