@@ -1,6 +1,7 @@
 """The figures centers are judged by, per unit, each rolled up over the unit's subtree: alerts by
 kind and state, time to acknowledge and to resolve (median, p90), closure, escalation and
-false-alarm rates, and the camera online rate.
+false-alarm rates, the camera online rate, and what operators' false-alarm marks taught the
+cameras (suppressions in force, and the candidates they stopped: `registry.suppressions`).
 
 Alerts are read once as columns; each is counted at its unit and every ancestor inside the
 asked scope by repeating its row once per such unit, and every figure is then a group-by over
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts.model import Alert, AlertState
+from registry import suppressions
 from registry.camera_store import CameraRegistry
 from registry.units import Unit
 
@@ -85,6 +87,7 @@ def unit_stats(session: Session, registry: CameraRegistry, scope: str, since: da
     escalation = _rate(np.bincount(groups, weights=escalated, minlength=count), total)
     false_rate = _rate(np.bincount(groups, weights=false, minlength=count), closed_n)
     online = registry.online_by_unit(session, scope)
+    taught = suppressions.by_unit(session, scope)
     out = []
     for i, unit in enumerate(units):
         cams = online.get(unit.id, {})
@@ -98,6 +101,7 @@ def unit_stats(session: Session, registry: CameraRegistry, scope: str, since: da
             "closure_rate": closure[i], "escalation_rate": escalation[i], "false_alarm_rate": false_rate[i],
             "cameras": cameras, "cameras_online": cams.get("online", 0),
             "online_rate": round(cams.get("online", 0) / cameras, 4) if cameras else None,
+            "suppressions": taught.get(unit.id, (0, 0))[0], "suppressed_candidates": taught.get(unit.id, (0, 0))[1],
         })
     return out
 

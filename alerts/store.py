@@ -15,7 +15,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from alerts import feed
+from alerts import feed, teaching
 from alerts.lifecycle import ActionInput, apply
 from alerts.model import OPEN_STATES, Alert, AlertEvent
 from alerts.policy import AlertPolicy
@@ -101,15 +101,18 @@ def act(sessions: Callable[[], Session], alert_id: int, action: str, actor: str,
     for attempt in range(attempts):
         with sessions() as session:
             alert, path = get_alert(session, alert_id, scope)
+            before = alert.state
             change, row = apply(alert, action, actor, given, policy, path, utcnow())
             try:
                 session.flush()
+                lesson = teaching.learn(session, alert, action, before, actor)  # false alarms teach the cameras
                 last = feed.append(session, [change])
-                audit.record_many(session, [row])
+                audit.record_many(session, [row, *lesson.audit])
                 session.commit()
             except StaleDataError:
                 session.rollback()
                 continue
             feed.ring(client, last)
+            teaching.tell_workers(client, lesson)
             return alert
     raise Conflict(f"alert {alert_id} kept changing while {action} was applied; try again", alert_id=alert_id)

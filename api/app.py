@@ -21,7 +21,19 @@ from api import docs
 from api.feed_hub import FeedHub
 from api.metrics import AlertCollector, HttpMetrics, RegistryCollector
 from api.middleware import BodyGuard, SecurityHeaders
-from api.routes import alert_stream, alerts, audit, cameras, health, onvif, stats, subscriptions, units, users
+from api.routes import (
+    alert_stream,
+    alerts,
+    audit,
+    cameras,
+    health,
+    onvif,
+    stats,
+    subscriptions,
+    suppressions,
+    units,
+    users,
+)
 from api.services import Services
 from config.errors import LookoutError
 
@@ -88,7 +100,8 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, 422)
 
     app.include_router(docs.router)
-    for module in (health, users, units, onvif, cameras, alert_stream, alerts, subscriptions, stats, audit):
+    for module in (health, users, units, onvif, cameras, suppressions, alert_stream, alerts, subscriptions, stats,
+                   audit):
         app.include_router(module.router)
     return app
 

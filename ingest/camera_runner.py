@@ -31,6 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from config.database import DATABASE_DOWN, utcnow
 from config.disk_space import DiskLimits
 from config.processes import trim_malloc
 from detectors.camera_health import HealthRules, HealthTracker
@@ -38,7 +39,7 @@ from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.rules import CameraRules
 from detectors.video_quality import QualityMonitor, QualityReport
-from ingest.camera_statuses import DATABASE_DOWN, CameraStatuses
+from ingest.camera_statuses import CameraStatuses
 from ingest.detection import DetectionStage
 from ingest.media_paths import MediaFolders, media_dirs_of
 from ingest.outbox import DEFAULT_MAX_EVENTS, Outbox
@@ -50,6 +51,7 @@ from registry.cameras import Camera
 from registry.credentials import CredentialCipher, join_userinfo
 from registry.fields import StreamUrl, has_control_characters
 from registry.rules_spec import stored_spec
+from registry.suppressions import add_hits, for_cameras
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -146,6 +148,8 @@ class CameraRunner:
         self._storage_failing = False
         self.outbox = Outbox(settings.outbox_dir, settings.outbox_max_events)  # in memory on a full disk
         self.statuses = CameraStatuses(sessions, self._error_of)
+        self._hits: dict[int, int] = {}  # candidates each suppression stopped, not yet in the registry
+        self._hits_written = 0.0
 
     # -- lease hooks ----------------------------------------------------------------------
     def assign(self, camera_ids: set[int]) -> None:
@@ -155,9 +159,12 @@ class CameraRunner:
                        Camera.detection_rules, Camera.status)
                 .where(Camera.id.in_(list(camera_ids)))
             ).all()
+            # what operators taught these cameras (registry.suppressions), loaded with their rules
+            taught = for_cameras(session, [r[0] for r in rows]) if self.detection is not None else {}
         if self.detection is not None:
             self.detection.rules.update_rules({camera_id: self._rules_of(camera_id, stored)
                                                for camera_id, _, _, _, stored, _ in rows})
+            self.detection.suppressions.replace(taught)
         # the status each row shows now is where its camera starts: the row may be new under an
         # id this worker has seen before, or rewritten since this worker last wrote it
         self.health.assume(np.array([r[0] for r in rows], np.int64), np.array([r[5] for r in rows], object),
@@ -229,6 +236,7 @@ class CameraRunner:
         if self.detection is not None:
             self.detection.forget(camera_ids)
             self.detection.rules.update_rules(dict.fromkeys(camera_ids))
+            self.detection.suppressions.replace({camera_id: [] for camera_id in camera_ids})
 
     def restart(self, camera_ids: set[int]) -> None:
         mine = {c for c in camera_ids if c in self.readers or c in self.failures}
@@ -240,6 +248,7 @@ class CameraRunner:
         """Release every camera; one last try to send the outbox, then its file is let go (left
         for the next worker on this folder when Redis did not take everything)."""
         self.release(set(self.readers) | set(self.failures))
+        self._write_hits()
         self.outbox.flush(self.client)
         self.outbox.close()
 
@@ -287,6 +296,9 @@ class CameraRunner:
                 self.storage.enforce()  # age and size cap, by the worker leading the folder
             trim_malloc()  # freed decoder buffers back to the system: RSS stays flat over days
             self._retention_run = now
+        if now - self._hits_written >= self.settings.figures_interval:
+            self._hits_written = now
+            self._write_hits()
         if now - self._figures_published >= self.settings.figures_interval:
             self._figures_published = now
             try:
@@ -294,6 +306,24 @@ class CameraRunner:
             except redis.RedisError:
                 pass  # a live view, replaced by the next publication; the outbox logs the outage
         return batch
+
+    def _write_hits(self) -> None:
+        """Add to the registry how many candidates each suppression stopped (the KPI of what
+        operators taught); what the database refuses now waits for the next try."""
+        if self.detection is None:
+            return
+        for sid, count in self.detection.suppressions.take_hits().items():
+            self._hits[sid] = self._hits.get(sid, 0) + count
+        if not self._hits:
+            return
+        try:
+            with self.sessions() as session:
+                add_hits(session, self._hits, utcnow())
+                session.commit()
+        except DATABASE_DOWN as exc:
+            log.warning("suppression_hits_not_written", extra={"suppressions": len(self._hits), "error": str(exc)[:300]})
+            return
+        self._hits = {}
 
     def _check_storage(self, now: float) -> None:
         """Every tick: a statvfs, video deleted whenever under the reserve, recording on or off;

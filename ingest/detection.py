@@ -22,8 +22,9 @@ from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.gating import GateRules, flickering_flame_share, gate
 from detectors.rules import RuleEngine
+from detectors.suppression import SuppressionTable, with_appearance
 from detectors.verify import VerifyRules, evidence, person_cover, verified
-from detectors.video_quality import QualityReport
+from detectors.video_quality import FROZEN, QualityReport
 from detectors.yolo import Run, YoloDetector
 from ingest.snapshots import with_snapshot
 from models.manifest import ModelManifest
@@ -39,6 +40,7 @@ class StageFigures:
 
     frames: int = 0
     inferred: int = 0
+    suppressed: int = 0  # candidates dropped as false alarms operators taught (detectors.suppression)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STEPS, 0.0))
 
     @contextmanager
@@ -78,6 +80,7 @@ class DetectionStage:
     verify_rules: VerifyRules = field(default_factory=VerifyRules)
     snapshot_dir: Path | None = None
     figures: StageFigures = field(default_factory=StageFigures)
+    suppressions: SuppressionTable = field(default_factory=SuppressionTable)  # per camera, from the registry
 
     def __post_init__(self) -> None:
         self.cameras = CameraRows()
@@ -95,7 +98,10 @@ class DetectionStage:
         with self.figures.timing("gate"):
             rows, added = self.cameras.rows(batch.camera_ids)
             self.last_inference = grow(self.last_inference, added, -np.inf)
-            usable = ~quality.faults.any(axis=1)  # a black, frozen or blurred picture has nothing to show
+            # a frozen picture shows nothing new; every other fault may BE the fire: a wall of
+            # flames casts the picture red, a room filling with smoke blurs and flattens it, a
+            # small fire at night sits in a picture that is otherwise black
+            usable = ~quality.faults[:, FROZEN]
             chosen = usable & gate(quality.motion, flickering_flame_share(batch.frames, quality.motion_mask),
                                    now - self.last_inference[rows], self.gate_rules)
         self.figures.frames += len(batch)
@@ -117,6 +123,12 @@ class DetectionStage:
             crowd_rows = np.isin(subset.camera_ids, self.rules.zones.camera[~np.isnan(self.rules.zones.area)])
         found, people = self.confirmed(subset.frames, quality.motion_mask[chosen], self.rules.table.lowest("smoke"),
                                        crowd_rows)
+        if len(self.suppressions):  # what operators taught: a false alarm they marked does not come back
+            with self.figures.timing("verify"):
+                keep = self.suppressions.keep_detections(found, subset.frames, subset.camera_ids,
+                                                         self.fire.manifest.class_kinds())
+            self.figures.suppressed += int((~keep).sum())
+            found = found.select(keep)
         with self.figures.timing("rules"):
             events = self.rules.fire_events(found, self.fire.manifest.class_kinds(), subset.camera_ids,
                                             subset.timestamps, size, minute)
@@ -125,6 +137,7 @@ class DetectionStage:
                 crowd, _ = self.rules.crowd_events(people.select(crowd_rows[people.frame_index]).on_rows(position),
                                                    subset.camera_ids[crowd_rows], subset.timestamps[crowd_rows], size)
                 events += crowd
+            events = with_appearance(events, subset.frames, subset.camera_ids)  # what a false-alarm mark teaches
         if events and self.snapshot_dir is not None:
             with self.figures.timing("snapshots"):
                 events = [self._with_snapshot(event, subset) for event in events]

@@ -27,6 +27,10 @@ class UnitStats(BaseModel):
     cameras: int
     cameras_online: int
     online_rate: float | None
+    suppressions: int = Field(description="false alarms operators taught the cameras (marking alerts false_alarm) "
+                                          "that are in force now")
+    suppressed_candidates: int = Field(description="fire and smoke candidates those suppressions stopped so far, "
+                                                   "counted by the workers: the false alarms that did not come back")
 
 
 class StatsOut(BaseModel):
