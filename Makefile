@@ -42,6 +42,7 @@ bench: $(VENV)/.test
 	$(PY) bench/ingest_soak.py
 	$(VENV)/bin/lookout models build
 	$(PY) bench/quality.py
+	$(PY) bench/video_events.py
 	$(PY) bench/crowd.py
 	$(PY) bench/throughput.py
 	$(PY) bench/outbox.py

@@ -142,14 +142,24 @@ def cmd_models_build(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from detectors.evaluation import evaluate
-    from ingest.fire_eval import class_names, fire_chain, load_labelled, maxima_of, read_images
+    import numpy as np
 
+    from detectors.evaluation import evaluate
+    from ingest.fire_eval import class_names, clip_frames, fire_chain, load_labelled, maxima_of, read_images
+
+    if args.frame_step < 1:
+        raise LookoutError("--frame-step must be at least 1", field="frame_step")
     labelled = load_labelled(args.dir, class_names(args.dir, args.classes))
     stage = fire_chain(settings.model_cache_dir, precision=args.precision or settings.worker.model_precision)
     raw, checked = maxima_of(read_images(labelled.images), stage, args.min_area)
+    truth = labelled.truth
+    if args.clean is not None:  # every frame of clean footage: a negative sample
+        size = (settings.worker.analysis_width, settings.worker.analysis_height)
+        clean_raw, clean_checked = maxima_of(clip_frames(args.clean, size, args.frame_step), stage, args.min_area)
+        raw, checked = np.concatenate([raw, clean_raw]), np.concatenate([checked, clean_checked])
+        truth = np.concatenate([truth, np.zeros((len(clean_raw), truth.shape[1]), bool)])
     maxima = raw if args.no_verify else checked
-    result = evaluate(labelled.truth, maxima, (args.flame_threshold, args.smoke_threshold))
+    result = evaluate(truth, maxima, (args.flame_threshold, args.smoke_threshold))
     if args.json:
         print(json.dumps(result))
         return 0
@@ -190,9 +200,9 @@ def cmd_eval_video(args: argparse.Namespace, settings: Settings) -> int:
         clips = clips_in_folder(args.dir)
     else:
         raise LookoutError("give DIR (with positives/ and negatives/) or --manifest CSV", field="dir")
-    for name in ("span", "negative_span", "interval"):
+    for name in ("span", "negative_span", "positive_span", "interval"):
         value = getattr(args, name)
-        if value is not None and not 0 < value < 1e7:
+        if value is not None and not (0 < value < 1e7 or (name == "positive_span" and value == 0)):
             raise LookoutError(f"--{name.replace('_', '-')} must be positive seconds", field=name)
     if not (0 < args.flame_threshold <= 1 and 0 < args.smoke_threshold <= 1):
         raise LookoutError("thresholds are scores in (0, 1]", field="threshold")
@@ -210,7 +220,7 @@ def cmd_eval_video(args: argparse.Namespace, settings: Settings) -> int:
             raise LookoutError(f"sweep grid: {exc}", field="sweep") from None
     playing = Playing(interval=args.interval or worker.analysis_interval_seconds,
                       size=(worker.analysis_width, worker.analysis_height), span=args.span,
-                      negative_span=args.negative_span)
+                      negative_span=args.negative_span, positive_span=args.positive_span or None)
     stage = load_eval_stage(settings.model_cache_dir, list(worker.detectors), stage_rules(rules, grid),
                             threads=args.threads or os.cpu_count() or 1,
                             precision=args.precision or worker.model_precision)
@@ -340,6 +350,9 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--smoke-threshold", type=float, default=defaults.thresholds["smoke"])
     fire.add_argument("--min-area", type=float, default=defaults.min_box_area, help="share of the picture")
     fire.add_argument("--no-verify", action="store_true", help="score the fire model's boxes without the verifier")
+    fire.add_argument("--clean", type=Path, help="a folder of video clips without fire or smoke: each frame is one "
+                      "more negative sample, scaled to the analysis size as a camera's")
+    fire.add_argument("--frame-step", type=int, default=1, help="with --clean: every N-th frame (default 1: all)")
     fire.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
     fire.set_defaults(run=cmd_eval_fire)
     video = evaluate.add_parser("video", help="event level: clips played as cameras through the worker's own chain "
@@ -351,14 +364,16 @@ def parser() -> argparse.ArgumentParser:
                        "(class positive or negative; fire_visible_s: when the fire becomes visible, default 0)")
     video.add_argument("--split", help="only the manifest's rows of this split")
     video.add_argument("--span", type=float, help="camera-seconds each clip plays, looped from a new place each "
-                       "pass when shorter (default: positives once through, negatives --negative-span)")
+                       "pass when shorter (default: --positive-span, --negative-span)")
     video.add_argument("--negative-span", type=float, default=600.0, help="camera-seconds of each negative (default 600)")
+    video.add_argument("--positive-span", type=float, default=60.0,
+                       help="camera-seconds of each positive, looped or cut to it (default 60; 0: once through)")
     video.add_argument("--interval", type=float, help="seconds between samples (default: the worker's setting)")
     video.add_argument("--flame-threshold", type=float, default=defaults.thresholds["flame"])
     video.add_argument("--smoke-threshold", type=float, default=defaults.thresholds["smoke"])
     video.add_argument("--persistence", default="{}/{}".format(*defaults.persistence), help="K/N: K of the last N samples")
     video.add_argument("--sweep", action="store_true", help="also the frontier over the grid below")
-    video.add_argument("--sweep-flame", default="0.15,0.2,0.25,0.3,0.4,0.5", help="flame thresholds of the sweep")
+    video.add_argument("--sweep-flame", default="0.05,0.1,0.15,0.2,0.25,0.3,0.4", help="flame thresholds of the sweep")
     video.add_argument("--sweep-smoke", default="0.3,0.4,0.5,0.6,0.7,0.8", help="smoke thresholds of the sweep")
     video.add_argument("--sweep-persistence", default="1/1,2/3,2/5,3/5,4/6,5/8", help="K/N pairs of the sweep")
     video.add_argument("--json", action="store_true", help="print one JSON object")

@@ -8,6 +8,9 @@ stream (4 Mbit/s), decoded at 1080p and scaled to 640×360 inside the decoder. T
 - static (most): an empty hall from ../shared/media with sensor noise on every frame;
 - motion (some): the parking lot of ../shared/media, cars coming and going;
 - fire (a few): a real fire photograph of ../shared/datasets/fire-smoke, panning.
+That mostly-static mix (80 / 15 / 5 %) is the goal's; a busy mix (20 / 70 / 10 %, where nearly
+every sample goes to the fire model) is measured after it and reported beside it
+(`--busy-cameras`, 40 by default, 0 to skip).
 
 Ours: what `lookout worker` runs — a PyAV reader thread per camera (keyframe-only decoding,
 at 640×360), and a 1 s tick that batches the latest frame of every camera into one FrameBatch:
@@ -60,7 +63,10 @@ STREAMS = {"main": ((1920, 1080), 4000), "sub": ((640, 360), 512)}  # (width, he
 ANALYSIS_SIZE = (640, 360)
 FPS, GOP, SECONDS = 25, 50, 10
 INTERVAL = 2.0
-MIX = {"static": 0.80, "motion": 0.15, "fire": 0.05}
+MIX = {"static": 0.80, "motion": 0.15, "fire": 0.05}  # the goal's mix: most surveillance scenes are still
+# what a busy deployment costs (city streets, markets, stations): most scenes move and every
+# sample goes to the fire model; reported beside the goal, not held to it
+BUSY_MIX = {"static": 0.20, "motion": 0.70, "fire": 0.10}
 
 
 def encode(path: Path, frames: object, size: tuple[int, int], kbits: int) -> Path:
@@ -128,17 +134,18 @@ def make_clips(folder: Path, stream: str) -> dict[str, Path]:
             for kind, frames in (("static", static_frames), ("motion", motion_frames), ("fire", fire_frames))}
 
 
-def camera_kinds(cameras: int) -> list[str]:
-    counts = {kind: round(share * cameras) for kind, share in MIX.items()}
+def camera_kinds(cameras: int, mix: dict[str, float] = MIX) -> list[str]:
+    counts = {kind: round(share * cameras) for kind, share in mix.items()}
     counts["static"] = cameras - counts["motion"] - counts["fire"]
     return [kind for kind, count in counts.items() for _ in range(count)]
 
 
-def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, precision: str) -> dict[str, object]:
+def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, precision: str,
+         mix: dict[str, float] = MIX) -> dict[str, object]:
     settings = load_settings()
     stage = load_stage(settings.model_cache_dir, ["fire_smoke", "people"], None, precision=precision)
     assert stage is not None
-    kinds = camera_kinds(cameras)
+    kinds = camera_kinds(cameras, mix)
     readers = [StreamReader(i, clips[kind].as_uri(), size=ANALYSIS_SIZE, interval=INTERVAL)
                for i, kind in enumerate(kinds)]
     stop = threading.Event()
@@ -189,7 +196,7 @@ def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, pr
     per_frame_ms = {f"{step}_ms_per_sample": round(1000 * steps[step] / max(frames, 1), 2) for step in STEPS}
     cores = cpu / wall
     return {
-        "cameras": cameras, "mix": {kind: kinds.count(kind) for kind in MIX}, "precision": precision,
+        "cameras": cameras, "mix": {kind: kinds.count(kind) for kind in mix}, "precision": precision,
         "seconds": round(wall, 1),
         "cpu_cores_used": round(cores, 3), "cameras_per_core": round(cameras / cores, 1),
         "analysed_per_camera_per_s": round(analysed / wall / cameras, 3),
@@ -233,6 +240,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cameras", type=int, default=80)
     parser.add_argument("--naive-cameras", type=int, default=2, help="0: measure ours only")
+    parser.add_argument("--busy-cameras", type=int, default=40, help="cameras of the busy mix run (0: skip it)")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--stream", choices=sorted(STREAMS), default="sub", help="what each camera delivers")
@@ -243,10 +251,14 @@ def main() -> int:
         clips = make_clips(Path(tmp), opts.stream)
         mine = ours(clips, opts.cameras, opts.seconds, opts.warmup, opts.precision)
         print(json.dumps({"ours": mine}, indent=2), flush=True)
+        busy = None
+        if opts.busy_cameras:
+            busy = ours(clips, opts.busy_cameras, opts.seconds, opts.warmup, opts.precision, BUSY_MIX)
+            print(json.dumps({"ours_busy_mix": busy}, indent=2), flush=True)
         if not opts.naive_cameras:
             return 0
         theirs = naive(clips, opts.naive_cameras, opts.seconds, opts.warmup)
-    results = {"machine": machine(), "stream": opts.stream, "ours": mine, "naive": theirs,
+    results = {"machine": machine(), "stream": opts.stream, "ours": mine, "ours_busy_mix": busy, "naive": theirs,
                "ratio_cameras_per_core": round(float(mine["cameras_per_core"]) / float(theirs["cameras_per_core"]), 1),
                "goal": {"cameras_per_core": 60, "ratio": 5}}
     OUT.mkdir(exist_ok=True)

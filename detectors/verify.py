@@ -6,7 +6,11 @@ in grey clothes as "smoke" (up to 0.9), a false positive present in every frame,
 persistence rule can remove. Each candidate is checked against what it claims to be:
 
 - a flame box must hold flame-coloured pixels (bright, red over green over blue) — the model
-  also answers on orange lights and warm skin at low scores, which are seldom that colour;
+  also answers on orange lights and warm skin at low scores, which are seldom that colour — and
+  some of them must pass the gate's strict fire-pixel rule (a flame's core is bright and
+  saturated): red and orange clothes, brick and autumn leaves pass the loose rule over a tenth of
+  a box, yet almost never hold a pixel that bright (video-dev's aerial crowd in red and orange:
+  every false flame box had none; the fire-smoke photographs' flame boxes: 98 % hold ≥ 1 %);
 - a smoke box must show contrast: a plume is lighter or darker than what lies behind it, so a
   box whose luminance is nearly flat (asphalt, a wall, an overcast sky) holds no plume;
 - a smoke box mostly covered by a person (the people model's boxes) is that person;
@@ -35,6 +39,7 @@ STEP = 2  # the maps are computed on every second pixel: boxes smaller than that
 @dataclass(frozen=True)
 class VerifyRules:
     flame_colour_share: float = 0.05  # share of a flame box that must be flame-coloured
+    flame_core_share: float = 0.01  # share of it that must pass the strict rule (detectors.gating)
     smoke_min_contrast: float = 18.0  # standard deviation of luminance (0–255) a smoke box must show
     person_cover: float = 0.5  # share of a smoke box a person box may cover before it is that person
     smoke_min_motion: float = 0.01  # share of a smoke box that must have changed since the previous sample
@@ -70,6 +75,7 @@ class BoxEvidence:
     """What the frames show inside each candidate box, aligned with the Detections."""
 
     flame_share: np.ndarray  # (K,) share of flame-coloured pixels
+    flame_core: np.ndarray  # (K,) share of pixels passing the strict (gate's) fire-pixel rule
     contrast: np.ndarray  # (K,) standard deviation of luminance
     person_cover: np.ndarray  # (K,) largest share of the box covered by one person box
     motion: np.ndarray  # (K,) share of the box that changed since the previous sample; nan: unknown
@@ -96,12 +102,13 @@ def evidence(frames: np.ndarray, boxes: Detections, motion_mask: np.ndarray | No
     k = len(boxes)
     if not k:
         empty = np.empty(0)
-        return BoxEvidence(empty, empty, empty, empty)
+        return BoxEvidence(empty, empty, empty, empty, empty)
     used, rows = np.unique(boxes.frame_index, return_inverse=True)  # only frames with candidates
     picked = frames[used]
     luma = small_gray(picked, STEP)
     flame = flame_coloured(picked, STEP, FLAME_MIN_RED, FLAME_RED_OVER_BLUE).astype(np.float32)
-    maps = np.stack([flame, luma, luma * luma], axis=-1)
+    core = flame_coloured(picked, STEP).astype(np.float32)
+    maps = np.stack([flame, luma, luma * luma, core], axis=-1)
     grid = maps.shape[1:3]
     at = cells(boxes.xyxy, grid, STEP)
     sums = box_sums(integral_image(maps), at, rows)
@@ -115,13 +122,13 @@ def evidence(frames: np.ndarray, boxes: Detections, motion_mask: np.ndarray | No
         mask_cells = cells(boxes.xyxy, mask.shape[1:3], mask_step)
         moved = box_sums(integral_image(mask[..., None].astype(np.float32)), mask_cells, rows)[:, 0]
         motion = moved / ((mask_cells[:, 2] - mask_cells[:, 0]) * (mask_cells[:, 3] - mask_cells[:, 1]))
-    return BoxEvidence(sums[:, 0] / count, contrast, np.zeros(k), motion)
+    return BoxEvidence(sums[:, 0] / count, sums[:, 3] / count, contrast, np.zeros(k), motion)
 
 
 def verified(boxes: Detections, kinds_of_class: tuple[str, ...], seen: BoxEvidence, rules: VerifyRules) -> np.ndarray:
     """(K,) bool: the boxes that pass the test of their kind (other kinds pass untouched)."""
     kinds = np.asarray(kinds_of_class)[boxes.class_id] if len(boxes) else np.empty(0, str)
-    flame_ok = seen.flame_share >= rules.flame_colour_share
+    flame_ok = (seen.flame_share >= rules.flame_colour_share) & (seen.flame_core >= rules.flame_core_share)
     moving = np.isnan(seen.motion) | (seen.motion >= rules.smoke_min_motion)
     smoke_ok = (seen.contrast >= rules.smoke_min_contrast) & (seen.person_cover < rules.person_cover) & moving
     return np.where(kinds == "flame", flame_ok, np.where(kinds == "smoke", smoke_ok, True))

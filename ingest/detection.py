@@ -21,7 +21,7 @@ from detectors.detections import Detections
 from detectors.events import Event
 from detectors.frames import FrameBatch
 from detectors.gating import GateRules, flickering_flame_share, gate
-from detectors.rules import RuleEngine
+from detectors.rules import KIND_COLUMNS, RuleEngine
 from detectors.suppression import SuppressionTable, with_appearance
 from detectors.verify import VerifyRules, evidence, person_cover, verified
 from detectors.video_quality import FROZEN, QualityReport
@@ -81,10 +81,26 @@ class DetectionStage:
     snapshot_dir: Path | None = None
     figures: StageFigures = field(default_factory=StageFigures)
     suppressions: SuppressionTable = field(default_factory=SuppressionTable)  # per camera, from the registry
+    decode_floor: float = 0.2  # the models keep boxes from here, or from the lowest threshold of a rule below it
 
     def __post_init__(self) -> None:
         self.cameras = CameraRows()
         self.last_inference = np.empty(0, np.float64)
+        self.fit_decoding()
+
+    def fit_decoding(self) -> None:
+        """Each model keeps, per class, the boxes from the lowest threshold any camera's rules set
+        for that class's kind (never above `decode_floor`): a camera whose rules ask for flame ≥ 0.1
+        must see the 0.1 boxes, and rules change while the worker runs (`RuleEngine.update_rules`),
+        so this is checked every batch — two lookups per class."""
+        for name in ("fire", "people"):
+            model = getattr(self, name)
+            if model is None:
+                continue
+            wanted = np.array([min(self.decode_floor, self.rules.table.lowest(kind)) if kind in KIND_COLUMNS
+                               else self.decode_floor for kind in model.manifest.class_kinds()], np.float32)
+            if not np.array_equal(wanted, model.detector.thresholds):
+                setattr(self, name, replace(model, detector=replace(model.detector, thresholds=wanted)))
 
     def forget(self, camera_ids: set[int]) -> None:
         keep = self.cameras.remove(camera_ids)
@@ -95,6 +111,7 @@ class DetectionStage:
         if not len(batch):
             return []
         now = time.time() if now is None else now
+        self.fit_decoding()
         with self.figures.timing("gate"):
             rows, added = self.cameras.rows(batch.camera_ids)
             self.last_inference = grow(self.last_inference, added, -np.inf)
@@ -203,8 +220,8 @@ def load_model(cache: Path, name: str, threshold: float = 0.2, threads: int = 1,
 def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: RuleEngine | None = None,
                thresholds: float = 0.2, threads: int = 1, precision: str = "int8") -> DetectionStage | None:
     """The stage over the models `names` of `cache` (see `load_model`; None when `names` is
-    empty). Decoding keeps boxes from `thresholds` up; each camera's rules then apply their
-    own, higher thresholds."""
+    empty). Decoding keeps boxes from `thresholds` up, or from a camera's rule below it
+    (`DetectionStage.fit_decoding`); each camera's rules then apply their own thresholds."""
     if not names:
         return None
     figures = StageFigures()
@@ -214,5 +231,5 @@ def load_stage(cache: Path, names: list[str], snapshot_dir: Path | None, rules: 
         loaded[name] = replace(model, run=figures.timed(model.run))
     if "fire_smoke" not in loaded:
         raise ConfigError("the detection stage needs the fire_smoke model", field="detectors")
-    return DetectionStage(loaded["fire_smoke"], rules or RuleEngine({}), loaded.get("people"),
+    return DetectionStage(loaded["fire_smoke"], rules or RuleEngine({}), loaded.get("people"), decode_floor=thresholds,
                           snapshot_dir=snapshot_dir, figures=figures)

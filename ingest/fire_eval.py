@@ -24,6 +24,7 @@ from detectors.evaluation import CLASSES, image_maxima
 from ingest.detection import DetectionStage, load_stage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".ts")
 NAME_TO_KIND = {"fire": "flame", "flame": "flame", "smoke": "smoke"}
 LONG_SIDE = 640  # images are scaled like camera frames at the analysis size
 
@@ -106,6 +107,26 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             yield scaled(frame.to_ndarray(format="bgr24"))
+
+
+def clip_frames(folder: Path, size: tuple[int, int], step: int = 1) -> Iterator[np.ndarray]:
+    """Every `step`-th frame of every video file in `folder` (sorted by name), scaled to the
+    analysis size `size` (width, height) the way the worker scales a camera's picture (whatever
+    its aspect ratio): the clean footage whose frames must not alarm."""
+    import av
+
+    clips = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
+    if not clips:
+        raise InvalidInput(f"{folder} holds no video files", field="clean")
+    width, height = size
+    for path in clips:
+        try:
+            with av.open(str(path)) as container:
+                for number, frame in enumerate(container.decode(video=0)):
+                    if number % step == 0:
+                        yield frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+        except av.error.FFmpegError as exc:
+            raise InvalidInput(f"{path.name}: not a readable video: {exc}", field="clean") from None
 
 
 def fire_chain(cache: Path, threads: int | None = None, precision: str = "int8") -> DetectionStage:

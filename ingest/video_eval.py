@@ -59,11 +59,19 @@ class Playing:
 
     interval: float = 2.0
     size: tuple[int, int] = (640, 360)
-    span: float | None = None  # every clip's; None: a positive once through, a negative `negative_span`
+    span: float | None = None  # every clip's; None: a positive `positive_span`, a negative `negative_span`
     negative_span: float = 600.0
+    # a fire goes on burning: a 3 s clip played once gives two samples, too few for any
+    # persistence rule, so positives are looped (or cut) to this many seconds after the fire
+    # becomes visible; None: once through
+    positive_span: float | None = 60.0
 
     def span_of(self, clip: Clip) -> float | None:
-        return self.span if self.span is not None else None if clip.positive else self.negative_span
+        if self.span is not None:
+            return self.span
+        if not clip.positive:
+            return self.negative_span
+        return None if self.positive_span is None else clip.visible + self.positive_span
 
 
 EventRow = tuple[float, str, float]  # (seconds into the playback, kind, score)
@@ -263,16 +271,12 @@ def stage_rules(rules: CameraRules, grid: Grid | None) -> RuleEngine:
     return RecordingRules(replace(rules, thresholds={**rules.thresholds, **lowest}))
 
 
-def decode_floor(rules: RuleEngine, usual: float = 0.2) -> float:
-    """The score the models' boxes are kept from: the worker's, or lower for lower thresholds."""
-    return min(usual, rules.table.lowest("flame"), rules.table.lowest("smoke"))
-
-
 def load_eval_stage(cache: Path, detectors: list[str], rules: RuleEngine, threads: int,
                     precision: str) -> DetectionStage:
-    """The worker's detection stage (its models, as `worker.detectors` names them) over `rules`."""
-    stage = load_stage(cache, detectors, None, rules, thresholds=decode_floor(rules), threads=threads,
-                       precision=precision)
+    """The worker's detection stage (its models, as `worker.detectors` names them) over `rules`,
+    loaded as `ingest.main` loads it: the models keep boxes from the lowest threshold of the rules
+    per kind (`DetectionStage.fit_decoding`), as the worker's do."""
+    stage = load_stage(cache, detectors, None, rules, threads=threads, precision=precision)
     if stage is None:
         raise ConfigError("the worker runs no detectors (worker.detectors is empty): nothing to evaluate",
                           field="detectors")
@@ -326,7 +330,8 @@ def run(clips: list[Clip], stage: DetectionStage, playing: Playing, rules: Camer
         results = replayed(results, stage.rules, rules)
     report: dict[str, object] = {
         "settings": {"interval": playing.interval, "size": list(playing.size), "span": playing.span,
-                     "negative_span": playing.negative_span, "flame_threshold": rules.thresholds["flame"],
+                     "negative_span": playing.negative_span,
+                     "positive_span": playing.positive_span, "flame_threshold": rules.thresholds["flame"],
                      "smoke_threshold": rules.thresholds["smoke"], "persistence": list(rules.persistence),
                      "cooldown_seconds": rules.cooldown_seconds},
         "clips": [r.as_dict() for r in results],

@@ -17,15 +17,16 @@ so an operator's action never fails and a camera's table stays small.
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, ForeignKey, Integer, String, bindparam, delete, func, select, update
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, bindparam, cast, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from config.database import Base, UTCDateTime, utcnow
@@ -59,25 +60,67 @@ class CameraSuppression(Base):
     hits: Mapped[int] = mapped_column(Integer, default=0)  # candidates it stopped (the workers count)
     last_hit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "camera_id": self.camera_id, "kind": self.kind, "box": list(self.box),
-                "appearance": list(self.appearance), "alert_id": self.alert_id, "created_by": self.created_by,
-                "created_at": self.created_at, "hits": self.hits, "last_hit_at": self.last_hit_at}
+
+@dataclass(frozen=True)
+class Stored:
+    """A suppression row as read back: `box` and `appearance` are None when the row does not
+    hold what learning wrote (edited in the database by hand, or another descriptor version) —
+    such a row is skipped and logged, never a crash of the worker or a 500 of the API."""
+
+    id: int
+    camera_id: int
+    kind: str
+    box: list[float] | None
+    appearance: list[float] | None
+    alert_id: int | None
+    created_by: str
+    created_at: datetime
+    hits: int
+    last_hit_at: datetime | None
 
     @property
     def usable(self) -> bool:
-        """False for a row edited in the database by hand, or from another descriptor version."""
-        return bool(samples(self.kind, {"boxes": [self.box], "appearance": [self.appearance]}))
+        return self.box is not None and self.appearance is not None
 
     def suppression(self) -> Suppression:
+        assert self.box is not None and self.appearance is not None
         return Suppression(self.id, self.camera_id, self.kind, tuple(self.box), tuple(self.appearance))  # type: ignore[arg-type]
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "camera_id": self.camera_id, "kind": self.kind, "box": self.box,
+                "appearance": self.appearance, "alert_id": self.alert_id, "created_by": self.created_by,
+                "created_at": self.created_at, "hits": self.hits, "last_hit_at": self.last_hit_at}
+
+
+def stored(session: Session, *where: Any) -> list[Stored]:
+    """The rows matching `where`, oldest first, each checked on its own: the JSON columns are
+    read as text and parsed row by row, since one malformed value would otherwise fail the
+    whole result (SQLite stores whatever text a hand edit put there)."""
+    t = CameraSuppression
+    query = (select(t.id, t.camera_id, t.kind, cast(t.box, Text), cast(t.appearance, Text), t.alert_id,
+                    t.created_by, t.created_at, t.hits, t.last_hit_at).where(*where).order_by(t.id))
+    out = []
+    for sid, camera_id, kind, box_text, look_text, alert_id, created_by, created_at, hits, last_hit_at in (
+            session.execute(query)):
+        try:
+            pair = samples(kind, {"boxes": [json.loads(box_text or "null")],
+                                  "appearance": [json.loads(look_text or "null")]})
+        except (ValueError, RecursionError):
+            pair = []
+        box, look = pair[0] if pair else (None, None)
+        if not pair:
+            log.warning("suppression_invalid", extra={"camera_id": camera_id, "suppression_id": sid})
+        out.append(Stored(sid, camera_id, str(kind), box, look, alert_id, str(created_by), created_at,
+                          int(hits or 0), last_hit_at))
+    return out
 
 
 def _numbers(value: object, count: int, low: float, high: float) -> list[float] | None:
     if not isinstance(value, list) or len(value) != count:
         return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
-               for v in value):
+    # a range test, not math.isfinite: it refuses nan and infinities too, and an integer of 400
+    # digits (valid JSON) compares exactly where isfinite would overflow
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high for v in value):
         return None
     return [float(v) for v in value]
 
@@ -123,8 +166,7 @@ def learn(session: Session, alert_id: int, events: list[tuple[int, str, object]]
     for camera_id, items in sorted(taught.items()):
         if camera_id not in units:  # deleted since
             continue
-        known = list(session.scalars(select(CameraSuppression).where(CameraSuppression.camera_id == camera_id)
-                                     .order_by(CameraSuppression.id)))
+        known = stored(session, CameraSuppression.camera_id == camera_id)
         boxes, codes, looks = _arrays(items)
         k_boxes, k_codes, k_looks = _arrays((s.kind, s.box, s.appearance) for s in known if s.usable)
         new = [items[i] for i in np.flatnonzero(novel(boxes, codes, looks, k_boxes, k_codes, k_looks))]
@@ -166,10 +208,10 @@ def unlearn(session: Session, alert_id: int, actor: str, reason: str) -> tuple[s
     return set(by_camera), entries
 
 
-def listed(session: Session, camera_id: int) -> list[CameraSuppression]:
-    """The camera's suppressions, oldest first."""
-    return list(session.scalars(select(CameraSuppression).where(CameraSuppression.camera_id == camera_id)
-                                .order_by(CameraSuppression.id)))
+def listed(session: Session, camera_id: int) -> list[Stored]:
+    """The camera's suppressions that are in force, oldest first (a malformed row is left out and
+    logged; deleting all of them removes it too)."""
+    return [row for row in stored(session, CameraSuppression.camera_id == camera_id) if row.usable]
 
 
 def forget(session: Session, camera: Camera, suppression_id: int | None, actor: str) -> int:
@@ -196,12 +238,9 @@ def for_cameras(session: Session, camera_ids: Iterable[int]) -> dict[int, list[S
     suppressions ([] for none)."""
     ids = list(camera_ids)
     out: dict[int, list[Suppression]] = {c: [] for c in ids}
-    for row in session.scalars(select(CameraSuppression).where(CameraSuppression.camera_id.in_(ids))
-                               .order_by(CameraSuppression.id)):
-        if not row.usable:  # the camera goes on without it, and the log says which
-            log.warning("suppression_invalid", extra={"camera_id": row.camera_id, "suppression_id": row.id})
-            continue
-        out[row.camera_id].append(row.suppression())
+    for row in stored(session, CameraSuppression.camera_id.in_(ids)):
+        if row.usable:  # else the camera goes on without it, and the log says which
+            out[row.camera_id].append(row.suppression())
     return out
 
 

@@ -41,7 +41,8 @@ def test_rules_round_trip_with_defaults_for_what_is_left_out(client: TestClient,
     assert put.status_code == 200, put.text
     rules = put.json()["rules"]
     assert put.json()["custom"] is True
-    assert rules["thresholds"] == {"flame": 0.4, "smoke": 0.5, "person": 0.4}  # smoke, person: defaults
+    defaults = CameraRules().thresholds
+    assert rules["thresholds"] == {"flame": 0.4, "smoke": defaults["smoke"], "person": defaults["person"]}
     assert rules["persistence"] == {"k": 2, "n": 4} and rules["cooldown_seconds"] == 600.0
     assert client.get(url, headers=tech).json() == put.json()
     compiled = RulesSpec.model_validate(rules).to_rules()

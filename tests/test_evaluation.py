@@ -61,3 +61,33 @@ def test_eval_fire_command_maps_classes_by_name(model_files: dict[str, Path], tm
     swapped = subprocess.run([sys.executable, "-m", "api.cli", "eval", "fire", str(tmp_path), "--json",
                               "--classes", "smoke,fire"], cwd=ROOT, capture_output=True, text=True)
     assert json.loads(swapped.stdout)["classes"]["flame"]["positives"] == result["classes"]["smoke"]["positives"]
+
+
+def test_eval_fire_counts_every_frame_of_clean_clips_as_negatives(model_files: dict[str, Path], tmp_path: Path) -> None:
+    """`--clean DIR`: the frames of real clean footage (here every 25th frame of the hall clip of
+    tests/assets, 15 s at 25 fps) are negatives beside the labelled images; a folder without video
+    is refused with the option named."""
+    import av
+
+    source = FIRE_SMOKE
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "labels").mkdir()
+    label = min((source / "labels").glob("*.txt"))
+    image = next((source / "images").glob(label.stem + ".*"))
+    shutil.copy(image, tmp_path / "set" / "images" / image.name)
+    shutil.copy(label, tmp_path / "set" / "labels" / label.name)
+    (tmp_path / "clean").mkdir()
+    shutil.copy(ROOT / "tests" / "assets" / "hall.mp4", tmp_path / "clean" / "hall.mp4")
+    with av.open(str(tmp_path / "clean" / "hall.mp4")) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    command = [sys.executable, "-m", "api.cli", "eval", "fire", str(tmp_path / "set"), "--classes", "fire,smoke",
+               "--json", "--clean", str(tmp_path / "clean"), "--frame-step", "25"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["positives"], result["negatives"]) == (1, -(-frames // 25))
+    assert result["false_alarm_rate"] == 0.0  # an empty hall raises nothing
+    (tmp_path / "empty").mkdir()
+    refused = subprocess.run([*command[:-4], "--clean", str(tmp_path / "empty")], cwd=ROOT, capture_output=True,
+                             text=True, check=False)
+    assert refused.returncode != 0 and "no video files" in refused.stderr

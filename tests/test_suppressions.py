@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from api.services import Services
 from config.database import utcnow
@@ -325,12 +325,22 @@ def test_the_worker_loads_them_and_the_kpis_count_what_they_stopped(
         add_hits(session, {ids[0]: 1}, utcnow())
         session.commit()
     with services.sessions() as session:  # a row edited by hand is left out, not a crash of the worker
-        session.add(CameraSuppression(camera_id=gate, kind="smoke", box=WHOLE, appearance=[0.5] * 3, created_by="x",
-                                      hits=0))
+        look = looks_of([WHOLE])[0]
+        for box, appearance in ((WHOLE, [0.5] * 3), (None, look), (WHOLE, {"a": 1}), ([10**400, 0, 1, 1], look)):
+            session.add(CameraSuppression(camera_id=gate, kind="smoke", box=box, appearance=appearance,
+                                          created_by="x", hits=None))
+        session.flush()
+        if session.bind.dialect.name == "sqlite":  # text that is not JSON at all: SQLite stores what it is given
+            session.execute(text("UPDATE camera_suppressions SET box = '[0,0,1' WHERE id = "
+                                 "(SELECT max(id) FROM camera_suppressions)"))
         session.commit()
         assert sorted(s.id for s in for_cameras(session, [gate])[gate]) == sorted(ids)
         assert suppressions.learn(session, 1, [(gate, "smoke", {"boxes": [OTHER], "appearance": looks_of([OTHER])})],
                                   "user:x")[0] == {gate}  # and learning goes on beside it
+        session.commit()
+    shown = client.get(f"/api/v1/cameras/{gate}/suppressions", headers=admin)  # the malformed rows left out
+    assert shown.status_code == 200 and shown.json()["count"] == len(ids) + 1
+    with services.sessions() as session:
         session.execute(delete(CameraSuppression).where(CameraSuppression.id.not_in(ids)))
         session.commit()
     listed = client.get(f"/api/v1/cameras/{gate}/suppressions", headers=admin).json()

@@ -89,20 +89,21 @@ def clips(stage: DetectionStage, tmp_path_factory: pytest.TempPathFactory) -> li
 def played(stage: DetectionStage, clips: list[Clip]) -> tuple[list[ClipResult], int]:
     CountingReader.made.clear()
     frames = stage.figures.frames
-    results = evaluate(clips, stage, Playing(INTERVAL, negative_span=NEGATIVE_SPAN), CountingReader)
+    results = evaluate(clips, stage, Playing(INTERVAL, negative_span=NEGATIVE_SPAN, positive_span=None), CountingReader)
     return results, stage.figures.frames - frames
 
 
 def test_a_fire_clip_alarms_on_the_simulated_clock_soon_after_the_fire_is_visible(
         played: tuple[list[ClipResult], int]) -> None:
     fire = played[0][0]
-    assert len(fire.starts) == 1  # a positive plays once through by default
+    assert len(fire.starts) == 1  # positive_span None: a positive plays once through
     assert fire.seconds == pytest.approx(CLEAN_SECONDS + FIRE_SECONDS, abs=0.3)
     assert fire.early == []  # the hall before it raised nothing
     first = fire.events[0]
     assert first[1] == "flame" and first[2] >= CameraRules().thresholds["flame"]
-    # 3 of 5 samples at 2 s: the third sample showing fire, the first of them at most an interval in
-    assert CLEAN_SECONDS < first[0] <= CLEAN_SECONDS + 3 * INTERVAL + 0.5
+    # k of n samples at 2 s: the k-th sample showing fire, the first of them at most an interval in
+    k = CameraRules().persistence[0]
+    assert CLEAN_SECONDS < first[0] <= CLEAN_SECONDS + k * INTERVAL + 0.5
     assert fire.time_to_alarm == pytest.approx(first[0] - CLEAN_SECONDS)
     assert [kind for _, kind, _ in fire.events] == ["flame"]  # cooldown: one event per kind
     assert fire.samples == pytest.approx((CLEAN_SECONDS + FIRE_SECONDS) / INTERVAL, abs=1)
@@ -163,7 +164,7 @@ def test_the_command_prints_one_json_object(model_files: dict[str, Path], tmp_pa
     report = json.loads(done.stdout)
     assert [c["clip"] for c in report["clips"]] == ["negatives/hall.mp4"]
     assert report["totals"]["false_events"] == 0 and report["totals"]["negatives"] == 1
-    assert report["totals"]["recall"] is None and report["settings"]["persistence"] == [3, 5]
+    assert report["totals"]["recall"] is None and report["settings"]["persistence"] == list(CameraRules().persistence)
 
 
 def test_manifest_rows_are_read_and_bad_ones_named_by_line(tmp_path: Path) -> None:
