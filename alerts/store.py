@@ -105,7 +105,7 @@ def act(sessions: Callable[[], Session], alert_id: int, action: str, actor: str,
             change, row = apply(alert, action, actor, given, policy, path, utcnow())
             try:
                 session.flush()
-                lesson = teaching.learn(session, alert, action, before, actor)  # false alarms teach the cameras
+                lesson = teaching.learn(session, alert, action, before, actor, scope)  # false alarms teach the cameras
                 last = feed.append(session, [change])
                 audit.record_many(session, [row, *lesson.audit])
                 session.commit()

@@ -28,13 +28,15 @@ class Lesson:
     audit: list[dict[str, Any]] = field(default_factory=list)  # rows for the action's transaction
 
 
-def learn(session: Session, alert: Alert, action: str, previous_state: str, actor: str) -> Lesson:
-    """What `action` (just applied to `alert`, which was in `previous_state`) teaches."""
+def learn(session: Session, alert: Alert, action: str, previous_state: str, actor: str, scope: str = "") -> Lesson:
+    """What `action` (just applied to `alert`, which was in `previous_state`, by `actor` of the
+    unit scope `scope`) teaches."""
     if action == "false_alarm":
         events = session.execute(
-            select(AlertEvent.camera_id, AlertEvent.kind, AlertEvent.evidence).where(AlertEvent.alert_id == alert.id)
+            select(AlertEvent.camera_id, AlertEvent.kind, AlertEvent.evidence, AlertEvent.at)
+            .where(AlertEvent.alert_id == alert.id)
             .order_by(AlertEvent.at.desc(), AlertEvent.event_id).limit(suppressions.MAX_EVENTS)).all()
-        cameras, rows = suppressions.learn(session, alert.id, [tuple(e) for e in reversed(events)], actor)
+        cameras, rows = suppressions.learn(session, alert.id, [tuple(e) for e in reversed(events)], actor, scope)
         return Lesson(cameras, rows)
     if action == "reopen" and previous_state == AlertState.false_alarm.value:
         cameras, rows = suppressions.unlearn(session, alert.id, actor, f"alert {alert.code} reopened")

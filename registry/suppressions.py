@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -115,6 +115,16 @@ def stored(session: Session, *where: Any) -> list[Stored]:
     return out
 
 
+#: a worker's clock may run a little behind the database's: an event stamped that much before
+#: its camera's registration is still that camera's
+CLOCK_SLACK = timedelta(seconds=60)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC), PostgreSQL aware ones."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _numbers(value: object, count: int, low: float, high: float) -> list[float] | None:
     if not isinstance(value, list) or len(value) != count:
         return None
@@ -149,22 +159,33 @@ def _arrays(rows: Iterable[tuple[str, list[float], list[float]]]) -> tuple[np.nd
             np.array([a for _, _, a in items], np.float32).reshape(-1, DESCRIPTOR_SIZE))
 
 
-def learn(session: Session, alert_id: int, events: list[tuple[int, str, object]], actor: str
-          ) -> tuple[set[int], list[dict[str, Any]]]:
-    """Suppressions from the events `(camera_id, kind, evidence)` of the alert `alert_id`
-    marked false alarm by `actor`: what each camera learns that it did not know (`novel`),
-    the oldest dropped past `MAX_PER_CAMERA`. Returns the cameras changed (to tell their
-    workers after the commit) and one audit row per camera (for the caller's transaction)."""
+def learn(session: Session, alert_id: int, events: list[tuple[int, str, object, datetime]], actor: str,
+          scope: str = "") -> tuple[set[int], list[dict[str, Any]]]:
+    """Suppressions from the events `(camera_id, kind, evidence, at)` of the alert `alert_id`
+    marked false alarm by `actor` (whose unit scope is `scope`): what each camera learns that it
+    did not know (`novel`), the oldest dropped past `MAX_PER_CAMERA`. Returns the cameras
+    changed (to tell their workers after the commit) and one audit row per camera (for the
+    caller's transaction).
+
+    Only cameras that are still the ones that saw the events teach: in the marker's scope (a
+    camera moved to another unit since is no longer theirs to teach) and registered before the
+    earliest of its events (SQLite gives a deleted camera's id to the next one registered; the
+    new camera must not learn the old one's false alarms)."""
     taught: dict[int, list[tuple[str, list[float], list[float]]]] = {}
-    for camera_id, kind, evidence in events[-MAX_EVENTS:]:
+    first_seen: dict[int, datetime] = {}
+    for camera_id, kind, evidence, at in events[-MAX_EVENTS:]:
         taught.setdefault(camera_id, []).extend((kind, b, a) for b, a in samples(kind, evidence))
+        first_seen[camera_id] = min(at, first_seen.get(camera_id, at))
     taught = {c: rows[-MAX_SAMPLES:] for c, rows in taught.items() if rows}
     if not taught:
         return set(), []
-    units = dict(session.execute(select(Camera.id, Camera.unit_id).where(Camera.id.in_(list(taught)))).all())
+    found = session.execute(select(Camera.id, Camera.unit_id, Camera.created_at, Unit.path)
+                            .join(Unit, Unit.id == Camera.unit_id).where(Camera.id.in_(list(taught)))).all()
+    units = {camera_id: unit_id for camera_id, unit_id, created_at, path in found
+             if path.startswith(scope) and _as_utc(created_at) - CLOCK_SLACK <= _as_utc(first_seen[camera_id])}
     changed, rows = set(), []
     for camera_id, items in sorted(taught.items()):
-        if camera_id not in units:  # deleted since
+        if camera_id not in units:  # deleted, moved out of scope, or its id given to another camera since
             continue
         known = stored(session, CameraSuppression.camera_id == camera_id)
         boxes, codes, looks = _arrays(items)

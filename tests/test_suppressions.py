@@ -12,6 +12,7 @@ alarm's box by IoU 0.7–0.93 — a real smoke at the same place, of the same ki
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -335,8 +336,14 @@ def test_the_worker_loads_them_and_the_kpis_count_what_they_stopped(
                                  "(SELECT max(id) FROM camera_suppressions)"))
         session.commit()
         assert sorted(s.id for s in for_cameras(session, [gate])[gate]) == sorted(ids)
-        assert suppressions.learn(session, 1, [(gate, "smoke", {"boxes": [OTHER], "appearance": looks_of([OTHER])})],
-                                  "user:x")[0] == {gate}  # and learning goes on beside it
+        claim = {"boxes": [OTHER], "appearance": looks_of([OTHER])}
+        assert suppressions.learn(session, 1, [(gate, "smoke", claim, utcnow())], "user:x")[0] == {gate}
+        # and learning goes on beside it; but not onto a camera registered after the events (SQLite
+        # gives a deleted camera's id to the next one), nor onto one outside the marker's scope
+        long_ago = utcnow() - timedelta(days=1)
+        assert suppressions.learn(session, 2, [(gate, "smoke", claim, long_ago)], "user:x") == (set(), [])
+        assert suppressions.learn(session, 3, [(gate, "smoke", claim, utcnow())], "user:x",
+                                  scope=tree.town_b.path) == (set(), [])
         session.commit()
     shown = client.get(f"/api/v1/cameras/{gate}/suppressions", headers=admin)  # the malformed rows left out
     assert shown.status_code == 200 and shown.json()["count"] == len(ids) + 1
