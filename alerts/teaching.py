@@ -3,9 +3,9 @@ of the alert's events into suppressions of their cameras (`registry.suppressions
 `reopen` of such an alert takes them back (it was not a false alarm after all).
 
 Both run inside the action's transaction (`alerts.store.act`), so the alert, its audit row and
-what it taught commit together; the workers are told after the commit (`tell_workers`): an
-`update` of each camera on the registry feed makes the worker holding it reload the camera,
-its rules and its suppressions.
+what it taught commit together; the workers are told after the commit (`tell_workers`): a
+`taught` notice of each camera on the registry feed makes the worker holding it reload that
+camera's suppressions, without restarting its stream.
 """
 
 from __future__ import annotations
@@ -48,4 +48,4 @@ def tell_workers(client: redis.Redis | None, lesson: Lesson) -> None:
     """After the commit: the workers reload the cameras whose suppressions changed."""
     feed = RegistryFeed(client)
     for camera_id in sorted(lesson.cameras):
-        feed.publish("update", camera_id)
+        feed.publish("taught", camera_id)

@@ -152,6 +152,12 @@ class CameraRunner:
         self._hits_written = 0.0
 
     # -- lease hooks ----------------------------------------------------------------------
+    def hooks(self) -> dict[str, Callable[..., object]]:
+        """How an `ingest.worker.IngestWorker` drives this runner: one wiring for the worker
+        process and the tests."""
+        return {"on_assign": self.assign, "on_release": self.release, "on_change": self.restart,
+                "on_taught": self.reload_suppressions, "tick": self.tick}
+
     def assign(self, camera_ids: set[int]) -> None:
         with self.sessions() as session:
             rows = session.execute(
@@ -237,6 +243,22 @@ class CameraRunner:
             self.detection.forget(camera_ids)
             self.detection.rules.update_rules(dict.fromkeys(camera_ids))
             self.detection.suppressions.replace({camera_id: [] for camera_id in camera_ids})
+
+    def reload_suppressions(self, camera_ids: set[int]) -> None:
+        """What operators taught these cameras, read again (a false alarm marked, a suppression
+        deleted): the readers, the recording and the detection state go on untouched."""
+        mine = [c for c in sorted(camera_ids) if c in self.readers]
+        if self.detection is None or not mine:
+            return
+        try:
+            with self.sessions() as session:
+                taught = for_cameras(session, mine)
+        except DATABASE_DOWN as exc:  # the next notice or reassignment loads them
+            log.warning("suppressions_not_reloaded", extra={"cameras": len(mine), "error": str(exc)[:300]})
+            return
+        self.detection.suppressions.replace(taught)
+        log.info("suppressions_reloaded", extra={"cameras": len(mine),
+                                                 "suppressions": sum(len(v) for v in taught.values())})
 
     def restart(self, camera_ids: set[int]) -> None:
         mine = {c for c in camera_ids if c in self.readers or c in self.failures}

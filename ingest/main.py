@@ -37,8 +37,7 @@ def run_worker(settings: Settings) -> int:
     runner = CameraRunner(sessions, CredentialCipher(secret_key(settings)), client,
                           StreamSettings.from_settings(settings), worker_id=worker_id, detection=detection)
     worker = IngestWorker(sessions, client, worker_id, ttl=section.ttl_seconds, step_seconds=section.step_seconds,
-                          on_assign=runner.assign, on_release=runner.release, on_change=runner.restart,
-                          tick=runner.tick, stop_event=stop)
+                          stop_event=stop, **runner.hooks())
     worker.run()
     runner.stop()
     engine.dispose()

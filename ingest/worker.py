@@ -51,6 +51,7 @@ class IngestWorker:
         on_assign: Hook | None = None,
         on_release: Hook | None = None,
         on_change: Hook | None = None,
+        on_taught: Hook | None = None,
         tick: Callable[[], object] | None = None,
         tick_seconds: float = 1.0,
         stop_event: threading.Event | None = None,
@@ -64,6 +65,9 @@ class IngestWorker:
         self.on_assign = on_assign or (lambda ids: None)
         self.on_release = on_release or (lambda ids: None)
         self.on_change = on_change or (lambda ids: None)  # owned cameras edited in the registry
+        # owned cameras whose suppressions changed (an operator marked a false alarm): reloaded
+        # without a restart, which would cut the stream and the recording for seconds each time
+        self.on_taught = on_taught or (lambda ids: None)
         self.tick = tick
         self.tick_seconds = tick_seconds
         self.camera_ids = np.empty(0, dtype=np.int64)
@@ -133,6 +137,9 @@ class IngestWorker:
             edited |= self.owned
         if edited & self.owned:
             self.on_change(edited & self.owned)
+        taught = {int(c["camera_id"]) for c in changes if c.get("op") == "taught" and c.get("camera_id")}
+        if (taught & self.owned) - edited:  # a restart reloads them anyway
+            self.on_taught((taught & self.owned) - edited)
 
     def _start(self) -> bool:
         """Where the registry feed stands, and the camera list: retried while Redis or the

@@ -1,7 +1,8 @@
 """Tells the ingest workers that the registry changed, through the Redis stream `lookout:registry`.
 
-Entries are `{op: create|update|delete|bulk, camera_id, at}`; workers read the stream and
-re-read the cameras it names (`bulk` means: re-read everything). The database stays the
+Entries are `{op: create|update|delete|bulk|taught, camera_id, at}`; workers read the stream and
+re-read the cameras it names (`bulk` means: re-read everything; `taught`: only what operators
+taught the camera, `registry.suppressions`, without restarting its stream). The database stays the
 truth: a notification lost while Redis is down costs only latency, because workers also
 reconcile with the database on a slow timer, so a write never fails because Redis is down.
 """

@@ -34,8 +34,7 @@ def make_runner(services: Services, client: redis.Redis, stage: DetectionStage |
 def run_worker(services: Services, client: redis.Redis, runner: CameraRunner) -> Iterator[IngestWorker]:
     """A worker taking every enabled camera of `services`' registry through `runner`, until the
     block ends (then the runner is stopped: its outbox let go)."""
-    worker = IngestWorker(services.sessions, client, ttl=6, step_seconds=1, on_assign=runner.assign,
-                          on_release=runner.release, on_change=runner.restart, tick=runner.tick, tick_seconds=1.0)
+    worker = IngestWorker(services.sessions, client, ttl=6, step_seconds=1, tick_seconds=1.0, **runner.hooks())
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:

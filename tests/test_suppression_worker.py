@@ -72,19 +72,22 @@ def test_a_false_alarm_marked_by_an_operator_stays_away_and_a_real_smoke_there_s
             drain(engine)
             return client.get("/api/v1/alerts", params={"camera": camera}, headers=operator).json()["items"]  # type: ignore[no-any-return]
 
-        with detection_worker(services, events, stage):
+        with detection_worker(services, events, stage) as worker:
+            runner = worker.on_taught.__self__  # type: ignore[attr-defined]  # the CameraRunner it drives
             # 1. the clean clip raises a false smoke, again and again: one alert
             wait_for(lambda: len(smoke_since("0-0")) >= 6, 90)
             [false_alarm] = alerts()
             assert false_alarm["kind"] == "smoke" and false_alarm["event_count"] >= 6
 
             # 2. the operator marks it: the camera learns, the worker reloads it
+            reader = runner.readers[camera]
             marked = client.post(f"/api/v1/alerts/{false_alarm['id']}/false_alarm", json={"reason": "空停车场的地面"},
                                  headers=operator)
             assert marked.status_code == 200, marked.text
             taught = client.get(f"/api/v1/cameras/{camera}/suppressions", headers=operator).json()
             assert taught["count"] >= 1 and {s["kind"] for s in taught["items"]} == {"smoke"}
             wait_for(lambda: len(stage.suppressions) == taught["count"], 30)
+            assert runner.readers[camera] is reader  # reloaded, not restarted: the stream goes on
             mark, frames, stopped = last_id(), stage.figures.frames, stage.figures.suppressed
             for left in alerts():  # raised by samples taken before the worker reloaded the camera
                 if left["state"] == "new":

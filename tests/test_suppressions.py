@@ -202,7 +202,7 @@ def test_false_alarm_teaches_the_camera_and_the_api_shows_and_forgets_it(
     assert listed["count"] == 2 and listed["limit"] == suppressions.MAX_PER_CAMERA and listed["hits"] == 0
     assert sorted(tuple(s["box"]) for s in listed["items"]) == sorted([tuple(WHOLE), tuple(CORNER)])
     assert {(s["kind"], s["alert_id"], s["created_by"]) for s in listed["items"]} == {("smoke", alert["id"], "user:wang")}
-    assert [u["op"] + ":" + u["camera_id"] for u in registry_updates(services)[before:]] == [f"update:{gate}"]
+    assert [u["op"] + ":" + u["camera_id"] for u in registry_updates(services)[before:]] == [f"taught:{gate}"]
     learned = client.get("/api/v1/audit", params={"action": "camera.suppressions"}, headers=admin).json()["items"]
     assert [(e["action"], e["actor"], e["target_id"], e["after"]["alert_id"]) for e in learned] == [
         ("camera.suppressions.learn", "user:wang", gate, alert["id"])]
@@ -225,7 +225,7 @@ def test_false_alarm_teaches_the_camera_and_the_api_shows_and_forgets_it(
     before = len(registry_updates(services))
     assert client.delete(f"/api/v1/cameras/{gate}/suppressions/{one}", headers=technician).status_code == 204
     assert client.delete(f"/api/v1/cameras/{gate}/suppressions/{one}", headers=technician).status_code == 404
-    assert [u["op"] + ":" + u["camera_id"] for u in registry_updates(services)[before:]] == [f"update:{gate}"]
+    assert [u["op"] + ":" + u["camera_id"] for u in registry_updates(services)[before:]] == [f"taught:{gate}"]
     gone = client.delete(f"/api/v1/cameras/{gate}/suppressions", headers=technician).json()
     assert gone == {"camera_id": gate, "deleted": 1}
     assert client.get(f"/api/v1/cameras/{gate}/suppressions", headers=admin).json()["count"] == 0

@@ -2,8 +2,8 @@
 its alerts `false_alarm` — listed, and taken back one by one or all at once.
 
 The same scope and roles as the camera's rules (anyone who sees the camera lists them; camera
-writers delete them), audited, and the worker reading the camera is told at once (an `update`
-on the registry feed), so a deleted suppression lets the false alarm through again within a
+writers delete them), audited, and the worker reading the camera is told at once (a `taught`
+notice on the registry feed: it reloads them without restarting the stream), so a deleted suppression lets the false alarm through again within a
 second. A suppression id of another camera is a 404, like a camera outside the caller's scope.
 """
 
@@ -37,7 +37,7 @@ def delete_suppressions(camera_id: PathId, user: Writer, session: SessionDep,
     deleted = suppressions.forget(session, camera, None, user.actor)
     session.commit()
     if deleted:
-        services.registry.feed.publish("update", camera.id)
+        services.registry.feed.publish("taught", camera.id)
     return {"camera_id": camera.id, "deleted": deleted}
 
 
@@ -48,5 +48,5 @@ def delete_suppression(camera_id: PathId, suppression_id: PathId, user: Writer, 
     camera = services.registry.get(session, camera_id, user.scope)
     suppressions.forget(session, camera, suppression_id, user.actor)
     session.commit()
-    services.registry.feed.publish("update", camera.id)
+    services.registry.feed.publish("taught", camera.id)
     return Response(status_code=204)
