@@ -55,6 +55,10 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models.build import sha256
+
 SHARED = ROOT.parent / "shared" / "datasets"
 VIDEO_DEV = SHARED / "video-dev"
 FIRE_SMOKE = SHARED / "fire-smoke"
@@ -145,14 +149,6 @@ def split_by_hash(names: list[str]) -> dict[str, str]:
     return {name: "validation" if i < validation else "dev" for i, name in enumerate(order)}
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_rows(path: Path) -> list[Row]:
     """Rows of a CSV with COLUMNS; exits with the line at fault on a bad header or value."""
     with path.open(newline="") as f:
@@ -229,7 +225,7 @@ def check_video_dev(csv_path: Path, folder: Path) -> tuple[list[Row], dict[str, 
         entry = manifest.get(row.file)
         if entry is None:
             errors.append(f"manifest.csv: no row for {row.file}")
-        elif sha256_file(path) != entry["sha256"]:
+        elif sha256(path) != entry["sha256"]:
             errors.append(f"{row.file}: sha256 differs from manifest.csv")
         seconds[row.file] = float(entry["seconds"]) if entry else clip_seconds(path)
         errors += visible_errors(row, seconds[row.file], csv_path.name)

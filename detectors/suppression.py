@@ -57,7 +57,9 @@ import numpy as np
 from detectors.camera_rows import lookup
 from detectors.detections import Detections
 from detectors.events import Event
+from detectors.gating import flame_coloured
 from detectors.rules import FIRE_KINDS
+from detectors.verify import FLAME_MIN_RED, FLAME_RED_OVER_BLUE, integral_image
 
 GRID = 2  # cells per side of the layout
 STEP = 2  # the maps are taken on every second pixel: the cells are far coarser than that
@@ -68,25 +70,17 @@ DESCRIPTOR_SIZE = GRID * GRID * CHANNELS
 IOU_MIN = 0.4
 #: the look test: root-mean-square difference of two descriptors (see above)
 DISTANCE_MAX = 0.07
-#: a flame-coloured pixel: bright, red over green over blue (the verifier's looser rule)
-FLAME_MIN_RED, FLAME_RED_OVER_BLUE = 150, 60
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def _maps(frames: np.ndarray) -> np.ndarray:
-    """(M, H, W, 6) float64 per-pixel maps: R, G, B (0..1), luminance, luminance², flame."""
+    """(M, H, W, 6) float64 per-pixel maps: R, G, B (0..1), luminance, luminance², flame (the
+    verifier's flame-colour rule)."""
     rgb = frames.astype(np.float32)
     luma = rgb @ LUMA
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    flame = (r > FLAME_MIN_RED) & (r >= g) & (g > b) & (r - b > FLAME_RED_OVER_BLUE)
+    flame = flame_coloured(frames, 1, FLAME_MIN_RED, FLAME_RED_OVER_BLUE)
     return np.concatenate([rgb / 255.0, luma[..., None], (luma * luma)[..., None], flame[..., None]],
                           axis=-1, dtype=np.float64)
-
-
-def _integral(maps: np.ndarray) -> np.ndarray:
-    out = np.zeros((maps.shape[0], maps.shape[1] + 1, maps.shape[2] + 1, maps.shape[3]), np.float64)
-    np.cumsum(np.cumsum(maps, axis=1), axis=2, out=out[:, 1:, 1:])
-    return out
 
 
 def _edges(low: np.ndarray, high: np.ndarray, size: int) -> np.ndarray:
@@ -106,7 +100,7 @@ def describe(frames: np.ndarray, frame_index: np.ndarray, boxes: np.ndarray) -> 
     used, rows = np.unique(np.asarray(frame_index, np.int64), return_inverse=True)
     small = frames[used][:, ::STEP, ::STEP]
     height, width = small.shape[1:3]
-    integral = _integral(_maps(small))
+    integral = integral_image(_maps(small))
     xs = _edges(boxes[:, 0], boxes[:, 2], width)
     ys = _edges(boxes[:, 1], boxes[:, 3], height)
     corners = integral[rows[:, None, None], ys[:, :, None], xs[:, None, :]]  # (K, G+1, G+1, 6)
