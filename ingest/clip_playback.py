@@ -123,13 +123,22 @@ def play(reader: StreamReader, path: Path, span: float | None, on_sample: Sample
                 played = last + frame  # the last picture is shown for one frame's time
             return first, False
 
+        def guarded(until: float | None) -> tuple[float | None, bool]:
+            """`segment`, with a clip damaged part-way through named in a clear error, not a
+            traceback that ends the whole evaluation."""
+            try:
+                return segment(until)
+            except av.error.FFmpegError as exc:
+                raise InvalidInput(f"{path.name}: unreadable after {played:.1f} s of playback: "
+                                   f"{exc.strerror or type(exc).__name__}", field="clip") from None
+
         origin = 0.0
         while span is None or played < span:
             offset = (len(result.starts) * GOLDEN) % 1.0 * result.length
             if result.starts:  # a new pass: from a keyframe elsewhere to the end, then from the start to there
                 _seek(container, stream, origin + offset, time_base, path)
                 reader.rewound(codec)
-            first, ended = segment(None)
+            first, ended = guarded(None)
             if first is None:
                 raise InvalidInput(f"{path.name}: no video packets from {offset:.1f} s on", field="clip")
             if not result.starts:
@@ -138,7 +147,7 @@ def play(reader: StreamReader, path: Path, span: float | None, on_sample: Sample
             if not ended and first > origin:
                 _seek(container, stream, origin, time_base, path)
                 reader.rewound(codec)
-                _, ended = segment(first)
+                _, ended = guarded(first)
             if ended or span is None:
                 break
         result.seconds = played

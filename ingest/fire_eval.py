@@ -24,7 +24,6 @@ from detectors.evaluation import CLASSES, image_maxima
 from ingest.detection import DetectionStage, load_stage
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".ts")
 NAME_TO_KIND = {"fire": "flame", "flame": "flame", "smoke": "smoke"}
 LONG_SIDE = 640  # images are scaled like camera frames at the analysis size
 
@@ -114,6 +113,8 @@ def clip_frames(folder: Path, size: tuple[int, int], step: int = 1) -> Iterator[
     analysis size `size` (width, height) the way the worker scales a camera's picture (whatever
     its aspect ratio): the clean footage whose frames must not alarm."""
     import av
+
+    from ingest.video_eval import VIDEO_SUFFIXES
 
     clips = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES) if folder.is_dir() else []
     if not clips:

@@ -39,7 +39,9 @@ from registry.fields import has_control_characters
 
 log = logging.getLogger("lookout.eval")
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts", ".flv", ".avi", ".h264", ".h265", ".hevc")
+# containers only: a raw .h264/.h265 elementary stream carries no timestamps, so the simulated
+# clock could not follow it, and it cannot be seeked to loop
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".ts", ".flv", ".avi")
 MANIFEST_MAX_BYTES = 1 << 20
 MAX_CLIPS = 10_000
 CLASSES = ("positive", "negative")
