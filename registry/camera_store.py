@@ -34,7 +34,7 @@ from registry.credentials import (
 )
 from registry.registry_feed import RegistryFeed
 from registry.rules_spec import RulesSpec
-from registry.units import Unit, in_scope, subtree_ids
+from registry.units import Unit, in_scope, rolled_up, subtree_ids, units_in_scope
 
 #: Shown for a device id another camera has, inside the caller's scope or not: the unique
 #: constraint forces a refusal, but which camera or unit holds the id is not the caller's to learn.
@@ -277,22 +277,16 @@ class CameraRegistry:
     def online_by_unit(self, session: Session, scope: str) -> dict[int, dict[str, int]]:
         """Camera counts by status for every unit in `scope`, each rolled up over its subtree
         (enabled cameras only: a disabled camera is not expected to be online)."""
-        units = dict(session.execute(select(Unit.id, Unit.path).where(Unit.path.startswith(scope, autoescape=True))).all())
+        units = units_in_scope(session, scope)
         rows = session.execute(
             select(Camera.unit_id, Camera.status, func.count())
             .where(Camera.enabled.is_(True), Camera.unit_id.in_(list(units)))
             .group_by(Camera.unit_id, Camera.status)
         ).all()
-        by_path = {path: uid for uid, path in units.items()}
         totals: dict[int, dict[str, int]] = {uid: {} for uid in units}
         for unit_id, status, count in rows:
-            path = units[unit_id]
-            prefix = ""
-            for part in path.split("/")[:-1]:  # the unit and every ancestor within the scope
-                prefix += part + "/"
-                ancestor = by_path.get(prefix)
-                if ancestor is not None:
-                    totals[ancestor][status] = totals[ancestor].get(status, 0) + int(count)
+            for ancestor in rolled_up(units, unit_id):  # the unit and every ancestor within the scope
+                totals[ancestor][status] = totals[ancestor].get(status, 0) + int(count)
         return totals
 
     def at_onvif_addresses(

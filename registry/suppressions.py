@@ -35,7 +35,7 @@ from detectors.rules import FIRE_KINDS
 from detectors.suppression import DESCRIPTOR_SIZE, Suppression, kind_codes, novel
 from registry import audit
 from registry.cameras import Camera
-from registry.units import Unit
+from registry.units import Unit, rolled_up, units_in_scope
 
 log = logging.getLogger("lookout.registry")
 MAX_PER_CAMERA = 200
@@ -279,19 +279,14 @@ def add_hits(session: Session, hits: dict[int, int], at: datetime) -> None:
 def by_unit(session: Session, scope: str) -> dict[int, tuple[int, int]]:
     """(suppressions, candidates they stopped) for every unit in `scope`, each rolled up over
     its subtree."""
-    units = dict(session.execute(select(Unit.id, Unit.path).where(Unit.path.startswith(scope, autoescape=True))).all())
+    units = units_in_scope(session, scope)
     rows = session.execute(
         select(Camera.unit_id, func.count(CameraSuppression.id), func.coalesce(func.sum(CameraSuppression.hits), 0))
         .join(Camera, Camera.id == CameraSuppression.camera_id)
         .where(Camera.unit_id.in_(list(units))).group_by(Camera.unit_id)).all()
-    by_path = {path: uid for uid, path in units.items()}
     totals = {uid: [0, 0] for uid in units}
     for unit_id, count, hits in rows:
-        prefix = ""
-        for part in units[unit_id].split("/")[:-1]:  # the unit and every ancestor within the scope
-            prefix += part + "/"
-            ancestor = by_path.get(prefix)
-            if ancestor is not None:
-                totals[ancestor][0] += int(count)
-                totals[ancestor][1] += int(hits)
+        for ancestor in rolled_up(units, unit_id):  # the unit and every ancestor within the scope
+            totals[ancestor][0] += int(count)
+            totals[ancestor][1] += int(hits)
     return {uid: (c, h) for uid, (c, h) in totals.items()}

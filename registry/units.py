@@ -40,6 +40,20 @@ def in_scope(path: str, scope: str) -> bool:
     return path.startswith(scope)
 
 
+def units_in_scope(session: Session, scope: str) -> dict[int, str]:
+    """Every unit under (and including) the unit whose path is `scope`: id → path."""
+    return dict(session.execute(select(Unit.id, Unit.path).where(Unit.path.startswith(scope, autoescape=True))).all())
+
+
+def rolled_up(units: dict[int, str], unit_id: int) -> list[int]:
+    """The unit `unit_id` and each of its ancestors among `units` (id → path, as
+    `units_in_scope` gives): where a figure counted at `unit_id` is added when figures are rolled
+    up the tree."""
+    by_path = {path: uid for uid, path in units.items()}
+    prefixes = [units[unit_id][: i + 1] for i, char in enumerate(units[unit_id]) if char == "/"]
+    return [by_path[prefix] for prefix in prefixes if prefix in by_path]
+
+
 def subtree_ids(scope: str):  # type: ignore[no-untyped-def]
     """A SELECT of the ids of every unit under (and including) the unit whose path is `scope`."""
     return select(Unit.id).where(Unit.path.startswith(scope, autoescape=True))
