@@ -176,6 +176,35 @@ def cmd_eval_fire(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_eval_crowd(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from ingest.crowd_eval import count_pictures, figures, load_counts
+    from ingest.detection import load_stage
+
+    counted_set = load_counts(args.dir)
+    section = settings.worker
+    names = ["fire_smoke", "crowd_people", "crowd_density"]
+    stage = load_stage(settings.model_cache_dir, names, None, threads=args.threads or os.cpu_count() or 1,
+                       precision=args.precision or section.model_precision)
+    assert stage is not None
+    counted = count_pictures(stage, counted_set.files)
+    result = figures(counted_set.counts, counted)
+    if args.json:
+        print(json.dumps({**result, "pictures": [{"file": f.name, "true": int(t), "counted": int(c)} for f, t, c in
+                                                 zip(counted_set.files, counted_set.counts, counted)]}))
+        return 0
+    rows = [("all", result["overall"]), *result["bands"].items()]  # type: ignore[attr-defined]
+    print(f"{'people':>8} {'pictures':>8} {'true':>7} {'counted':>8} {'MAE':>7} {'MAE %':>6} {'rel. err':>8}")
+    for name, row in rows:
+        if not row["pictures"]:
+            print(f"{name:>8} {0:>8}")
+            continue
+        print(f"{name:>8} {row['pictures']:>8} {row['mean_true']:>7.1f} {row['mean_counted']:>8.1f} {row['mae']:>7.1f} "
+              f"{row['mae_percent']:>5.1f}% {row['mean_relative_error']:>8.2f}")
+    return 0
+
+
 def cmd_eval_video(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
@@ -355,6 +384,13 @@ def parser() -> argparse.ArgumentParser:
     fire.add_argument("--frame-step", type=int, default=1, help="with --clean: every N-th frame (default 1: all)")
     fire.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
     fire.set_defaults(run=cmd_eval_fire)
+    crowd = evaluate.add_parser("crowd", help="people counting on a folder with images/ and counts.csv "
+                                "(file,count), through the worker's own counter over a whole-picture zone")
+    crowd.add_argument("dir", type=Path)
+    crowd.add_argument("--json", action="store_true", help="print one JSON object, with every picture's count")
+    crowd.add_argument("--precision", choices=("int8", "fp32"), help="the models' precision (default: the settings')")
+    crowd.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    crowd.set_defaults(run=cmd_eval_crowd)
     video = evaluate.add_parser("video", help="event level: clips played as cameras through the worker's own chain "
                                 "on a simulated clock (recall, time to alarm, false events per camera-hour)")
     video.add_argument("dir", type=Path, nargs="?",

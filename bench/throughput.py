@@ -10,13 +10,23 @@ stream (4 Mbit/s), decoded at 1080p and scaled to 640×360 inside the decoder. T
 - fire (a few): a real fire photograph of ../shared/datasets/fire-smoke, panning.
 That mostly-static mix (80 / 15 / 5 %) is the goal's; a busy mix (20 / 70 / 10 %, where nearly
 every sample goes to the fire model) is measured after it and reported beside it
-(`--busy-cameras`, 40 by default, 0 to skip).
+(`--busy-cameras`, 40 by default, 0 to skip). Then the mostly-static mix again with a share of
+its cameras counting crowds (`--crowd-share`, 10 % by default, 0 to skip; `--crowd-only` runs
+this mix alone): those cameras, spread evenly over the mix and showing its same footage (a count
+costs the same whatever the picture), get one crowd zone over the whole picture (100 m²), and
+the stage loads the crowd models, counting each such camera once per `--crowd-interval` (the
+worker's default). Reported beside the goal (`ours_crowd_mix`), not held to it: cameras per
+core, whether the cameras kept up, CPU per camera, and under `crowd` the counts made and the
+crowd step's cost (`stage_seconds` and `ms_per_count`: the stage's wall-clock figures; the
+`cpu_` figures and shares: the counting thread's CPU time in the counts).
 
 Ours: what `lookout worker` runs — a PyAV reader thread per camera (keyframe-only decoding,
 at 640×360), and a 1 s tick that batches the latest frame of every camera into one FrameBatch:
 video quality and motion, gate, fire model (ONNX Runtime, one thread, the precision of the
 settings: int8 by default), verifier (the people model where a smoke candidate needs it),
-rules. The segment store is left out here (bench/ingest_soak.py measures it with decoding).
+rules, and the crowd count where a camera has a crowd zone (`DetectionStage.crowd_events`:
+the people model of `crowd_people` and the density model of `crowd_density`, on a counting
+thread beside the tick, as in a worker). The segment store is left out here (bench/ingest_soak.py measures it with decoding).
 
 Naive, same run, in the models' export environment (it has torch and ultralytics): one thread
 per camera reading every frame with OpenCV and calling ultralytics' `model.predict()` on one
@@ -26,7 +36,7 @@ per call.
 Cameras per core = cameras / (process CPU seconds / wall seconds), measured over `--seconds`
 after a warm-up; each side must also keep up (≥ 90 % of the due frames analysed).
 Run: `make bench` or `.venv/bin/python bench/throughput.py [--cameras 80] [--seconds 60]
-[--stream sub|main] [--precision int8|fp32]`.
+[--stream sub|main] [--precision int8|fp32] [--crowd-share 0.1] [--crowd-only]`.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -49,13 +60,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import describe as machine  # noqa: E402
-from config.processes import limit_malloc_arenas  # noqa: E402
-from config.settings import load_settings  # noqa: E402
-from detectors.video_quality import QualityMonitor  # noqa: E402
-from ingest.detection import STEPS, load_stage  # noqa: E402
-from ingest.stream_reader import StreamReader, latest_batch  # noqa: E402
-from models.manifest import manifests  # noqa: E402
+from bench.machine import describe as machine
+from config.processes import limit_malloc_arenas
+from config.settings import load_settings
+from config.worker import WorkerSettings
+from detectors.rules import CameraRules, RuleEngine, Zone
+from detectors.video_quality import QualityMonitor
+from ingest.detection import CROWD_MODELS, STEPS, load_stage
+from ingest.stream_reader import StreamReader, latest_batch
+from models.manifest import manifests
 
 SHARED = ROOT.parent / "shared"
 OUT = Path(__file__).with_name("out")
@@ -67,6 +80,8 @@ MIX = {"static": 0.80, "motion": 0.15, "fire": 0.05}  # the goal's mix: most sur
 # what a busy deployment costs (city streets, markets, stations): most scenes move and every
 # sample goes to the fire model; reported beside the goal, not held to it
 BUSY_MIX = {"static": 0.20, "motion": 0.70, "fire": 0.10}
+# a crowd camera's zone: the whole picture, so its fire path watches what it watched without one
+CROWD_ZONE = Zone("crowd", ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)), True, area_m2=100.0)
 
 
 def encode(path: Path, frames: object, size: tuple[int, int], kbits: int) -> Path:
@@ -140,11 +155,45 @@ def camera_kinds(cameras: int, mix: dict[str, float] = MIX) -> list[str]:
     return [kind for kind, count in counts.items() for _ in range(count)]
 
 
+def crowd_cameras(cameras: int, share: float) -> np.ndarray:
+    """The ids of `share` of `cameras` (at least one when `share` > 0), spread evenly over the
+    ids: `camera_kinds` lists the mix kind by kind, so each kind gets its part of the crowd cameras."""
+    wanted = min(cameras, max(1, round(share * cameras))) if share > 0 else 0
+    return np.unique(np.arange(wanted) * cameras // max(wanted, 1)).astype(np.int64)
+
+
+def thread_cpu_timed(count: Callable[..., np.ndarray], total: list[float]) -> Callable[..., np.ndarray]:
+    """`count`, adding the CPU seconds its thread spends in it to `total[0]`. The stage's figures
+    are wall seconds, which a machine busy with other work stretches; the crowd count runs on its
+    own thread (ONNX Runtime on one thread runs on the caller's), so that thread's CPU is its cost."""
+
+    def timed(*args: object) -> np.ndarray:
+        started = time.thread_time()
+        try:
+            return count(*args)
+        finally:
+            total[0] += time.thread_time() - started
+
+    return timed
+
+
 def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, precision: str,
-         mix: dict[str, float] = MIX) -> dict[str, object]:
+         mix: dict[str, float] = MIX, crowd_share: float = 0.0,
+         crowd_interval: float = WorkerSettings().crowd_interval_seconds) -> dict[str, object]:
+    """`cameras` of `mix` through the worker's path; with `crowd_share`, that share of them
+    counts crowds (`crowd_cameras`, `CROWD_ZONE`) every `crowd_interval` seconds."""
     settings = load_settings()
-    stage = load_stage(settings.model_cache_dir, ["fire_smoke", "people"], None, precision=precision)
+    crowd = crowd_cameras(cameras, crowd_share)
+    if len(crowd):
+        rules = RuleEngine({int(camera): CameraRules(zones=(CROWD_ZONE,)) for camera in crowd})
+        stage = load_stage(settings.model_cache_dir, ["fire_smoke", "people", *CROWD_MODELS], None, rules,
+                           precision=precision, crowd_interval=crowd_interval, crowd_background=True)
+    else:
+        stage = load_stage(settings.model_cache_dir, ["fire_smoke", "people"], None, precision=precision)
     assert stage is not None
+    crowd_cpu = [0.0]
+    if stage.crowd is not None:
+        stage.crowd.count = thread_cpu_timed(stage.crowd.count, crowd_cpu)  # type: ignore[method-assign]
     kinds = camera_kinds(cameras, mix)
     readers = [StreamReader(i, clips[kind].as_uri(), size=ANALYSIS_SIZE, interval=INTERVAL)
                for i, kind in enumerate(kinds)]
@@ -174,14 +223,16 @@ def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, pr
     ticker.start()
     ticker_clock = time.pthread_getcpuclockid(ticker.ident)  # type: ignore[arg-type]
     time.sleep(warmup)
-    before = dict(stage.figures.seconds), stage.figures.frames, stage.figures.inferred
+    before = dict(stage.figures.seconds), stage.figures.frames, stage.figures.inferred, stage.figures.counted
     decoded0 = sum(r.stats.decoded for r in readers)
     tick0 = dict(tick, longest=0.0)
+    crowd_cpu0 = crowd_cpu[0]
     tick["longest"] = 0.0
     cpu0, wall0, ticker0 = time.process_time(), time.monotonic(), time.clock_gettime(ticker_clock)
     time.sleep(seconds)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     ticker_cpu = time.clock_gettime(ticker_clock) - ticker0
+    counted_cpu = crowd_cpu[0] - crowd_cpu0
     decoded = sum(r.stats.decoded for r in readers) - decoded0
     analysed = tick["frames"] - tick0["frames"]
     stop.set()
@@ -195,7 +246,7 @@ def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, pr
     inferred = stage.figures.inferred - before[2]
     per_frame_ms = {f"{step}_ms_per_sample": round(1000 * steps[step] / max(frames, 1), 2) for step in STEPS}
     cores = cpu / wall
-    return {
+    result: dict[str, object] = {
         "cameras": cameras, "mix": {kind: kinds.count(kind) for kind in mix}, "precision": precision,
         "seconds": round(wall, 1),
         "cpu_cores_used": round(cores, 3), "cameras_per_core": round(cameras / cores, 1),
@@ -213,6 +264,24 @@ def ours(clips: dict[str, Path], cameras: int, seconds: float, warmup: float, pr
         },
         "per_sample": per_frame_ms,
     }
+    if len(crowd):
+        counted = stage.figures.counted - before[3]
+        result["cpu_per_camera_share_of_core"] = round(cores / cameras, 4)
+        result["crowd"] = {
+            "cameras": len(crowd), "share": round(len(crowd) / cameras, 3),
+            "by_kind": dict(Counter(kinds[int(camera)] for camera in crowd)),
+            "zone": {"polygon": "whole picture", "area_m2": CROWD_ZONE.area_m2}, "interval_s": crowd_interval,
+            "counted": counted,  # stage.figures.counted
+            # each crowd camera is due a count every interval, at its next analysed frame after it
+            "seconds_between_counts_per_camera": round(len(crowd) * wall / counted, 1) if counted else None,
+            "stage_seconds": round(steps["crowd"], 2),  # stage.figures.seconds["crowd"]: wall seconds
+            "ms_per_count": round(1000 * steps["crowd"] / counted, 1) if counted else None,
+            "cpu_ms_per_count": round(1000 * counted_cpu / counted, 1) if counted else None,
+            "core_share": round(counted_cpu / wall, 3),
+            "core_share_per_crowd_camera": round(counted_cpu / wall / len(crowd), 4),
+            "share_of_process_cpu": round(counted_cpu / cpu, 3),
+        }
+    return result
 
 
 def naive(clips: dict[str, Path], cameras: int, seconds: float, warmup: float) -> dict[str, object]:
@@ -245,20 +314,43 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15.0)
     parser.add_argument("--stream", choices=sorted(STREAMS), default="sub", help="what each camera delivers")
     parser.add_argument("--precision", choices=("int8", "fp32"), default=load_settings().worker.model_precision)
+    parser.add_argument("--crowd-share", type=float, default=0.1,
+                        help="share of the --cameras of the mostly-static mix that count crowds in its crowd run "
+                        "(0: skip that run)")
+    parser.add_argument("--crowd-interval", type=float, default=WorkerSettings().crowd_interval_seconds,
+                        help="seconds between two counts of a crowd camera (the worker's default)")
+    parser.add_argument("--crowd-only", action="store_true",
+                        help="run only the mix with crowd cameras (no goal check, nothing written)")
     opts = parser.parse_args()
+    if not 0 <= opts.crowd_share <= 1:
+        parser.error(f"--crowd-share must be between 0 and 1, not {opts.crowd_share}")
+    if opts.crowd_only and not opts.crowd_share:
+        parser.error("--crowd-only needs a --crowd-share above 0")
+    if opts.crowd_interval <= 0:
+        parser.error(f"--crowd-interval must be positive, not {opts.crowd_interval}")
     limit_malloc_arenas()  # as `lookout worker` does
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp), opts.stream)
+        if opts.crowd_only:
+            crowd = ours(clips, opts.cameras, opts.seconds, opts.warmup, opts.precision,
+                         crowd_share=opts.crowd_share, crowd_interval=opts.crowd_interval)
+            print(json.dumps({"ours_crowd_mix": crowd}, indent=2), flush=True)
+            return 0
         mine = ours(clips, opts.cameras, opts.seconds, opts.warmup, opts.precision)
         print(json.dumps({"ours": mine}, indent=2), flush=True)
-        busy = None
+        busy = crowd = None
         if opts.busy_cameras:
             busy = ours(clips, opts.busy_cameras, opts.seconds, opts.warmup, opts.precision, BUSY_MIX)
             print(json.dumps({"ours_busy_mix": busy}, indent=2), flush=True)
+        if opts.crowd_share:
+            crowd = ours(clips, opts.cameras, opts.seconds, opts.warmup, opts.precision,
+                         crowd_share=opts.crowd_share, crowd_interval=opts.crowd_interval)
+            print(json.dumps({"ours_crowd_mix": crowd}, indent=2), flush=True)
         if not opts.naive_cameras:
             return 0
         theirs = naive(clips, opts.naive_cameras, opts.seconds, opts.warmup)
-    results = {"machine": machine(), "stream": opts.stream, "ours": mine, "ours_busy_mix": busy, "naive": theirs,
+    results = {"machine": machine(), "stream": opts.stream, "ours": mine, "ours_busy_mix": busy,
+               "ours_crowd_mix": crowd, "naive": theirs,
                "ratio_cameras_per_core": round(float(mine["cameras_per_core"]) / float(theirs["cameras_per_core"]), 1),
                "goal": {"cameras_per_core": 60, "ratio": 5}}
     OUT.mkdir(exist_ok=True)

@@ -31,7 +31,7 @@ class SeverityRule(BaseModel):
     min_events: int = Field(1, ge=1, description="events merged into the alert so far")
     camera_tags: list[str] = Field(default_factory=list, description="the camera carries any of these tags")
     zones: list[str] = Field(default_factory=list, description="the event lies in any of these zones")
-    crowd_levels: list[Literal["pre_alarm", "alarm"]] = Field(default_factory=list)
+    crowd_levels: list[Literal["rising", "pre_alarm", "alarm"]] = Field(default_factory=list)
 
 
 class Deadline(BaseModel):

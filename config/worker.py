@@ -29,7 +29,12 @@ class WorkerSettings(BaseModel):
     analysis_interval_seconds: float = Field(2.0, gt=0.05, le=3600, description="one analysed frame per camera this often")
     analysis_width: int = Field(640, ge=32, le=3840)
     analysis_height: int = Field(360, ge=32, le=2160)
-    detectors: list[str] = Field(["fire_smoke", "people"], description="models the workers run; [] for none")
+    detectors: list[str] = Field(["fire_smoke", "people", "crowd_people", "crowd_density"],
+                                 description="models the workers run; [] for none; crowds are counted with both "
+                                 "crowd_people and crowd_density")
+    crowd_interval_seconds: float = Field(
+        10.0, ge=1, le=3600, description="a camera with a crowd zone is counted this often (about 0.33 s of one core "
+        "per count: bench/RESULTS.md)")
     model_precision: Literal["int8", "fp32"] = Field(
         "int8", description="int8: about 3x faster on CPUs with VNNI, same alarms (bench/quality.py)")
     snapshot_dir: Path | None = Field(None, description="event snapshots; default data_dir/snapshots")

@@ -20,6 +20,8 @@ from detectors.events import Event
 FIRE_KINDS = ("flame", "smoke")
 KIND_COLUMNS = ("flame", "person", "smoke")  # sorted: columns of the threshold table
 LEVELS = ("normal", "pre_alarm", "alarm")
+RISING = "rising"  # the level of a crowd event raised by a fast-growing count below the density levels
+RISE_SAMPLES = 16  # counts kept per zone for the rate of rise
 MINUTES = 1440
 
 
@@ -57,6 +59,10 @@ class CameraRules:
     armed: tuple[tuple[int, int], ...] = ()  # (start, end) minutes of the local day; empty: always
     crowd_levels: tuple[float, float] = (2.0, 4.0)  # people per m²: pre-alarm, alarm
     crowd_min_seconds: float = 30.0  # a level must hold this long before it is raised
+    # a zone still under the pre-alarm density whose count grows this fast (people per minute,
+    # the slope over the last `crowd_rise_seconds`) raises `rising`; None: never
+    crowd_rise_per_minute: float | None = 30.0
+    crowd_rise_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         k, n = self.persistence
@@ -64,6 +70,10 @@ class CameraRules:
             raise ValueError("persistence must be k of n with 1 <= k <= n <= 30")
         if not self.crowd_levels[0] < self.crowd_levels[1]:
             raise ValueError("the pre-alarm density must be below the alarm density")
+        if self.crowd_rise_per_minute is not None and self.crowd_rise_per_minute <= 0:
+            raise ValueError("crowd_rise_per_minute must be positive (None: no rising level)")
+        if not 0 < self.crowd_rise_seconds <= 3600:
+            raise ValueError("crowd_rise_seconds must be in (0, 3600]")
         for start, end in self.armed:
             if not (0 <= start < 1440 and 0 <= end <= 1440):
                 raise ValueError("armed hours are minutes of the day, 0..1440")
@@ -107,6 +117,9 @@ class RuleTable:
         self.armed = np.stack([armed_minutes(r) for r in table])
         self.crowd_levels = np.array([r.crowd_levels for r in table])
         self.crowd_min = np.array([r.crowd_min_seconds for r in table])
+        self.rise_rate = np.array([np.inf if r.crowd_rise_per_minute is None else r.crowd_rise_per_minute
+                                   for r in table])
+        self.rise_seconds = np.array([r.crowd_rise_seconds for r in table])
 
     def lowest(self, kind: str) -> float:
         """The lowest threshold any camera sets for `kind`: below it, no rule can use a box."""
@@ -140,6 +153,10 @@ class ZoneTable:
 
     def contains(self, points: np.ndarray, cameras: np.ndarray) -> np.ndarray:
         """(K, Z) bool: point k lies inside zone z, and z belongs to point k's camera."""
+        return self.covers(points) & (self.camera[None, :] == np.asarray(cameras)[:, None])
+
+    def covers(self, points: np.ndarray) -> np.ndarray:
+        """(K, Z) bool: point k lies inside zone z's polygon, whoever's camera the zone is."""
         k, z = len(points), len(self.camera)
         if not k or not z:
             return np.zeros((k, z), bool)
@@ -154,29 +171,54 @@ class ZoneTable:
         crossings = (straddles & (px < cross_x)).astype(np.int32)  # (K, E)
         counts = np.zeros((k, z), np.int32)
         np.add.at(counts.T, self.edge_zone, crossings.T)  # sum each zone's edges
-        return (counts % 2 == 1) & (self.camera[None, :] == cameras[:, None])
+        return counts % 2 == 1
 
 
 @dataclass
 class CrowdState:
     """Per zone (rows of the ZoneTable): the density level now, since when (nan: never
-    measured), and the highest level raised since the density last fell below it."""
+    measured), the highest level raised since the density last fell below it, the last
+    `RISE_SAMPLES` counts with their times (nan: none yet), and whether a rise was raised and
+    has not calmed since."""
 
     level: np.ndarray
     since: np.ndarray
     raised: np.ndarray
+    times: np.ndarray
+    counts: np.ndarray
+    rising: np.ndarray
 
     @classmethod
     def empty(cls, zones: int) -> CrowdState:
-        return cls(np.zeros(zones, np.int64), np.full(zones, np.nan), np.zeros(zones, np.int64))
+        return cls(np.zeros(zones, np.int64), np.full(zones, np.nan), np.zeros(zones, np.int64),
+                   np.full((zones, RISE_SAMPLES), np.nan), np.zeros((zones, RISE_SAMPLES)), np.zeros(zones, bool))
 
     def moved(self, old_rows: np.ndarray) -> CrowdState:
         """The state for a new zone table: row i takes old row `old_rows[i]`, or starts afresh (-1)."""
         fresh = CrowdState.empty(len(old_rows))
         kept = old_rows >= 0
-        for name in ("level", "since", "raised"):
+        for name in ("level", "since", "raised", "times", "counts", "rising"):
             getattr(fresh, name)[kept] = getattr(self, name)[old_rows[kept]]
         return fresh
+
+    def rate(self, zones: np.ndarray, now: np.ndarray, window: np.ndarray) -> np.ndarray:
+        """People per minute in each of `zones`: the least-squares slope of its counts of the
+        last `window` seconds up to `now` (counts are noisy; two points would make a noisy
+        rate); nan until three counts span half the window (or fill the `RISE_SAMPLES` kept:
+        counted often, a short span of many counts is a rate too)."""
+        times, counts = self.times[zones], self.counts[zones]
+        age = now[:, None] - times
+        recent = ~np.isnan(times) & (age <= window[:, None])
+        weight = recent.astype(np.float64)
+        n = weight.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t_mean = np.nansum(np.where(recent, times, 0.0), axis=1) / n
+            c_mean = (counts * weight).sum(axis=1) / n
+            dt = np.where(recent, times - t_mean[:, None], 0.0)
+            slope = (dt * (counts - c_mean[:, None])).sum(axis=1) / (dt * dt).sum(axis=1)
+        span = np.where(recent, age, -np.inf).max(axis=1, initial=-np.inf)
+        enough = (n >= 3) & ((span >= window / 2) | (n >= RISE_SAMPLES))
+        return np.where(enough & (span > 0), slope * 60.0, np.nan)
 
 
 @dataclass
@@ -287,25 +329,21 @@ class RuleEngine:
         return rows
 
     # -- crowds --------------------------------------------------------------------------------
-    def crowd_events(self, people: Detections, camera_ids: np.ndarray, timestamps: np.ndarray,
-                     size: tuple[int, int]) -> tuple[list[Event], dict[tuple[int, str], int]]:
-        """Crowd events, and the people counted in each zone that has an area ((camera, zone) → count).
+    def crowd_events(self, counts: np.ndarray, camera_ids: np.ndarray,
+                     timestamps: np.ndarray) -> tuple[list[Event], dict[tuple[int, str], int]]:
+        """Crowd events from the people counted in each zone, `counts` (N, Z) for the batch rows
+        `camera_ids` (N,) (`detectors.crowd`), and the count of each zone that has an area
+        ((camera, zone) → people).
 
-        A person stands where the bottom centre of their box is (their feet), which is what
-        the zone on the ground covers."""
-        height, width = size
-        kinds = np.full(len(people), "person")
-        cameras, threshold, min_area = self._per_box(people, camera_ids, size, kinds)
-        feet = np.stack([(people.xyxy[:, 0] + people.xyxy[:, 2]) / (2 * width), people.xyxy[:, 3] / height], axis=1)
-        keep = (people.confidence >= threshold) & (people.areas >= min_area)
-        inside = self.zones.contains(feet[keep], cameras[keep])  # (K', Z)
-        counts_by_zone = np.zeros((len(camera_ids), len(self.zones.camera)), np.int64)
-        np.add.at(counts_by_zone, people.frame_index[keep], inside.astype(np.int64))
+        A level (people per m²: pre-alarm, alarm) is raised once it has held for the rule's
+        `crowd_min_seconds`, and again only after the density fell below it. Below both
+        levels, a count growing at `crowd_rise_per_minute` or faster raises `rising`, once
+        until the growth calms."""
         z = np.flatnonzero(~np.isnan(self.zones.area) & np.isin(self.zones.camera, camera_ids))
         cameras_z = self.zones.camera[z]
         frame = lookup(camera_ids, cameras_z)  # the batch row of each zone's camera
         rule = self.table.rows(cameras_z)
-        count = counts_by_zone[frame, z]
+        count = np.rint(counts[frame, z]).astype(np.int64)
         density = count / self.zones.area[z]
         level = (density[:, None] >= self.table.crowd_levels[rule]).sum(axis=1)  # 0 normal, 1 pre-alarm, 2 alarm
         now = timestamps[frame].astype(np.float64)
@@ -315,9 +353,21 @@ class RuleEngine:
         due = (level > raised) & (now - since >= self.table.crowd_min[rule])
         raised = np.where(due, level, raised)
         state.level[z], state.since[z], state.raised[z] = level, since, raised
-        events = [Event(int(cameras_z[i]), "crowd", float(now[i]), score=round(float(density[i]), 3), evidence={
-            "level": LEVELS[int(level[i])], "count": int(count[i]), "density": round(float(density[i]), 3),
-            "zone": self.zones.names[z[i]], "area_m2": float(self.zones.area[z[i]]),
-            "held_seconds": round(float(now[i] - since[i]), 1)}) for i in np.flatnonzero(due)]
-        counts = {(int(c), self.zones.names[zone]): int(n) for c, zone, n in zip(cameras_z, z, count)}
-        return events, counts
+
+        state.times[z] = np.concatenate([state.times[z][:, 1:], now[:, None]], axis=1)
+        state.counts[z] = np.concatenate([state.counts[z][:, 1:], count[:, None].astype(np.float64)], axis=1)
+        rate = state.rate(z, now, self.table.rise_seconds[rule])
+        fast = rate >= self.table.rise_rate[rule]  # nan (too few counts yet) is never fast
+        rise_due = fast & ~state.rising[z] & (level == 0)
+        state.rising[z] = np.where(np.isnan(rate), state.rising[z], fast & (state.rising[z] | rise_due))
+
+        def event(i: int, name: str, extra: dict[str, float]) -> Event:
+            return Event(int(cameras_z[i]), "crowd", float(now[i]), score=round(float(density[i]), 3), evidence={
+                "level": name, "count": int(count[i]), "density": round(float(density[i]), 3),
+                "zone": self.zones.names[z[i]], "area_m2": float(self.zones.area[z[i]]), **extra})
+
+        events = [event(i, LEVELS[int(level[i])], {"held_seconds": round(float(now[i] - since[i]), 1)})
+                  for i in np.flatnonzero(due)]
+        events += [event(i, RISING, {"people_per_minute": round(float(rate[i]), 1)}) for i in np.flatnonzero(rise_due)]
+        zone_counts = {(int(c), self.zones.names[zone]): int(n) for c, zone, n in zip(cameras_z, z, count)}
+        return events, zone_counts

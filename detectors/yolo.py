@@ -43,14 +43,16 @@ class Letterbox:
 
 
 def resize_batch(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(N, H, W, 3) → (N, h, w, 3) with one cv2.resize call per 42 frames: the frames are laid
-    side by side as channels, so the interpolation never mixes two frames."""
+    """(N, H, W, 3) → (N, h, w, 3) with one cv2.resize call per 42 frames when enlarging: the
+    frames are laid side by side as channels, so the interpolation never mixes two frames
+    (shrinking averages areas, which OpenCV does for 4 channels at most: one frame per call)."""
     n, height, width, _ = frames.shape
     new_h, new_w = size
     if (new_h, new_w) == (height, width):
         return frames
     interpolation = cv2.INTER_AREA if new_h < height else cv2.INTER_LINEAR
-    per_call = CV_MAX_CHANNELS // 3
+    # OpenCV's area shrinking takes at most 4 channels: one frame per call then
+    per_call = 1 if interpolation == cv2.INTER_AREA else CV_MAX_CHANNELS // 3
     out = np.empty((n, new_h, new_w, 3), np.uint8)
     for start in range(0, n, per_call):
         chunk = frames[start:start + per_call]

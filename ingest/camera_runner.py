@@ -270,6 +270,8 @@ class CameraRunner:
         """Release every camera; one last try to send the outbox, then its file is let go (left
         for the next worker on this folder when Redis did not take everything)."""
         self.release(set(self.readers) | set(self.failures))
+        if self.detection is not None:
+            self.detection.close()
         self._write_hits()
         self.outbox.flush(self.client)
         self.outbox.close()

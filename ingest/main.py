@@ -33,7 +33,7 @@ def run_worker(settings: Settings) -> int:
     worker_id = new_worker_id()
     section = settings.worker
     detection = load_stage(settings.model_cache_dir, section.detectors, section.snapshot_folder(settings.data_dir),
-                           precision=section.model_precision)
+                           precision=section.model_precision, crowd_interval=section.crowd_interval_seconds, crowd_background=True)
     runner = CameraRunner(sessions, CredentialCipher(secret_key(settings)), client,
                           StreamSettings.from_settings(settings), worker_id=worker_id, detection=detection)
     worker = IngestWorker(sessions, client, worker_id, ttl=section.ttl_seconds, step_seconds=section.step_seconds,

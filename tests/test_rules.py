@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors.detections import Detections
 from detectors.frames import FrameBatch
 from detectors.rules import CameraRules, RuleEngine, Zone
 from detectors.yolo import YoloDetector
@@ -101,27 +100,24 @@ def ultralytics_sample(name: str) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(found[0])), cv2.COLOR_BGR2RGB)
 
 
-def people_in(models: Models, image: np.ndarray) -> Detections:
-    return models.people.detect(cv2.resize(image, SIZE[::-1])[None], models.run_people)
+def test_crowd_count_density_and_levels_on_real_people(model_files: dict[str, Path]) -> None:
+    from ingest.detection import load_crowd_counter
 
-
-def test_crowd_count_density_and_levels_on_real_people(models: Models) -> None:
+    counter = load_crowd_counter(MODEL_CACHE)
     bus, zidane = ultralytics_sample("bus.jpg"), ultralytics_sample("zidane.jpg")
     rules = CameraRules(zones=(Zone("square", WHOLE, area_m2=2.0),), crowd_levels=(1.5, 2.5), crowd_min_seconds=4)
     engine = RuleEngine({1: rules, 2: rules})
-    bus_people, zidane_people = people_in(models, bus), people_in(models, zidane)
+    frames = np.stack([cv2.resize(bus, SIZE[::-1]), cv2.resize(zidane, SIZE[::-1])])
     events, counts = [], {}
     for t in range(4):  # 0, 2, 4, 6 s
-        frames = [cv2.resize(bus, SIZE[::-1]), cv2.resize(zidane, SIZE[::-1])]
-        found = models.people.detect(np.stack(frames), models.run_people)
-        new, counts = engine.crowd_events(found, np.array([1, 2]), np.full(2, 2.0 * t), SIZE)
+        new, counts = engine.crowd_events(counter.count(frames, np.array([1, 2]), engine.zones), np.array([1, 2]),
+                                          np.full(2, 2.0 * t))
         events += new
     assert counts == {(1, "square"): 4, (2, "square"): 2}  # the four on the bus picture, the two men
-    assert len(bus_people) >= 4 and len(zidane_people) >= 2
     # 4 people on 2 m² = 2.0/m² ≥ 1.5: pre-alarm, once, after holding 4 s; 2 people = 1.0/m²: nothing
     assert [(e.camera_id, e.evidence["level"], e.evidence["count"], e.at) for e in events] == [(1, "pre_alarm", 4, 4.0)]
     tighter = RuleEngine({1: CameraRules(zones=(Zone("gate", WHOLE, area_m2=1.5),), crowd_levels=(1.5, 2.5),
                                          crowd_min_seconds=0)})
-    found = models.people.detect(cv2.resize(bus, SIZE[::-1])[None], models.run_people)
-    alarm, _ = tighter.crowd_events(found, np.array([1]), np.array([0.0]), SIZE)
+    alarm, _ = tighter.crowd_events(counter.count(frames[:1], np.array([1]), tighter.zones), np.array([1]),
+                                    np.array([0.0]))
     assert [e.evidence["level"] for e in alarm] == ["alarm"]  # 4 / 1.5 m² = 2.7/m²
