@@ -28,6 +28,9 @@ run:
 ## else the server on 127.0.0.1:5432 if it answers, else the tests start a private one.
 test: system-packages
 	@$(MAKE) --no-print-directory $(VENV)/.test
+	@# the models first, outside any test's time limit (a fresh clone: the export environment and
+	@# four exports, several minutes, once)
+	$(VENV)/bin/lookout models build
 	$(PY) -m pytest
 
 ## The system packages of the tests (shared with .ci/run); a few checks when nothing is missing.
