@@ -105,8 +105,7 @@ class CrowdCounter:
             want &= usable
         if not want.any():
             return want
-        rows, added = self.cameras.rows(camera_ids)
-        self.last_count = grow(self.last_count, added, -np.inf)
+        rows = self._rows(camera_ids)
         want &= now - self.last_count[rows] >= self.interval
         first = np.zeros(len(camera_ids), bool)
         first[np.unique(camera_ids, return_index=True)[1]] = True
@@ -117,9 +116,13 @@ class CrowdCounter:
 
     def recount(self, camera_ids: np.ndarray) -> None:
         """Make `camera_ids` due again (their count was dropped)."""
+        self.last_count[self._rows(camera_ids)] = -np.inf
+
+    def _rows(self, camera_ids: np.ndarray) -> np.ndarray:
+        """Row of each camera in `last_count`; cameras seen for the first time are due at once."""
         rows, added = self.cameras.rows(camera_ids)
         self.last_count = grow(self.last_count, added, -np.inf)
-        self.last_count[rows] = -np.inf
+        return rows
 
     def forget(self, camera_ids: set[int]) -> None:
         keep = self.cameras.remove(camera_ids)

@@ -255,7 +255,7 @@ def load_model(cache: Path, name: str, threshold: float = 0.2, threads: int = 1,
     from ingest.model_runtime import onnx_runner
     from models.build import verified_model
 
-    manifest = load_model_manifest(cache, name)
+    manifest = model_manifest(name)
     thresholds = np.full(len(manifest.classes), threshold, np.float32)
     detector = YoloDetector(manifest.classes, manifest.input_size, thresholds)
     return Model(manifest, detector, onnx_runner(verified_model(cache, manifest, precision), threads))
@@ -276,12 +276,13 @@ def load_crowd_counter(cache: Path, threads: int = 1, precision: str = "int8", i
     people = load_model(cache, "crowd_people", 2.0, threads, precision)  # 2.0: no class but the person
     kinds = people.manifest.class_kinds()
     thresholds = np.where(np.asarray(kinds) == "person", rules.person_threshold, 2.0).astype(np.float32)
-    density = load_model_manifest(cache, "crowd_density")
+    density = model_manifest("crowd_density")
     return CrowdCounter(replace(people.detector, thresholds=thresholds), people.run, people.manifest,
                         onnx_runner(verified_model(cache, density, precision), threads), rules, interval, background)
 
 
-def load_model_manifest(cache: Path, name: str) -> ModelManifest:
+def model_manifest(name: str) -> ModelManifest:
+    """The manifest `name` of models/; ConfigError naming the known ones otherwise."""
     from models.manifest import manifests
 
     known = manifests()
